@@ -1,0 +1,193 @@
+"""The ``sc2`` backend: SMAC's StarCraft2Env behind ficomm's protocol.
+
+Neither SMAC nor StarCraft II can be installed here, so the adapter is driven by
+``smac_standin.StarCraft2EnvStandIn`` (SMAC's API and 3s_vs_5z sizes, not StarCraft II),
+and the missing-install errors are checked by hiding or faking the ``smac`` package.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from smac_standin import StarCraft2EnvStandIn
+
+from ficomm.envs import ConfigError, make_env
+from ficomm.envs.sc2 import SC2Env
+
+FACTORY = f"{StarCraft2EnvStandIn.__module__}:{StarCraft2EnvStandIn.__name__}"
+
+
+def random_valid(avail: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return (rng.random(avail.shape) * avail).argmax(-1)
+
+
+def test_sizes_shapes_and_masks_follow_smac():
+    env = make_env("3s_vs_5z", "sc2", seed=3, env_factory=StarCraft2EnvStandIn)
+    assert env.backend == "sc2"
+    i = env.info
+    assert (i.n_agents, i.n_actions, i.obs_size, i.state_size, i.episode_limit) == (
+        3,
+        11,
+        48,
+        68,
+        250,
+    )
+    assert i.has_win
+    s = env.reset()
+    assert s.obs.shape == (3, 48) and s.obs.dtype == np.float32
+    assert s.state.shape == (68,) and s.state.dtype == np.float32
+    assert s.avail.dtype == bool
+    np.testing.assert_array_equal(s.avail, np.array(env._env.get_avail_actions(), bool))
+    assert (s.reward, s.terminated, s.truncated) == (0.0, False, False)
+    assert env._env._seed == 3 and env._env.continuing_episode is True
+
+
+def test_episodes_report_win_loss_and_team_reward():
+    rng = np.random.default_rng(0)
+    env = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn)
+    outcomes = set()
+    for _ in range(30):
+        s = env.reset()
+        total, steps = 0.0, 0
+        while not (s.terminated or s.truncated):
+            s = env.step(random_valid(s.avail, rng))
+            assert isinstance(s.reward, float)
+            total += s.reward
+            steps += 1
+        assert s.terminated and not s.truncated  # the stand-in's fights end well before 250
+        assert s.info["won"] == (s.info["dead_enemies"] == 5 and s.info["dead_allies"] < 3)
+        if not s.info["won"]:
+            assert s.info["dead_allies"] == 3
+        # a dead agent may only no-op, as in SMAC
+        dead = np.array(env._env.ally_health) <= 0
+        assert (s.avail[dead] == np.eye(11, dtype=bool)[0]).all()
+        outcomes.add(s.info["won"])
+    assert outcomes == {True, False}
+    assert env.get_stats()["battles_game"] == 30
+
+
+def test_time_limit_is_truncation_not_termination():
+    env = SC2Env(seed=1, env_factory=StarCraft2EnvStandIn, episode_limit=4)
+    s = env.reset()
+    for _ in range(4):
+        assert not (s.terminated or s.truncated)
+        s = env.step(np.where(s.avail[:, 1], 1, 0))  # stop, or no-op once dead: no kills
+
+    assert s.truncated and not s.terminated and not s.info["won"]
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.where(s.avail[:, 1], 1, 0))
+
+
+def test_unavailable_action_raises_before_reaching_smac():
+    env = SC2Env(seed=2, env_factory=StarCraft2EnvStandIn)
+    s = env.reset()
+    agent, action = np.argwhere(~s.avail)[0]
+    actions = np.ones(3, np.int64)
+    actions[agent] = action
+    with pytest.raises(ValueError, match=f"action {action} of agent {agent} is not available"):
+        env.step(actions)
+    assert env._env.steps_taken == 0
+    # the stand-in really asserts, as SMAC does, so the check above is what protects it
+    with pytest.raises(AssertionError, match="cannot perform action"):
+        env._env.step(actions.tolist())
+    with pytest.raises(ValueError, match="integers"):
+        env.step(np.ones(3) * 1.0)
+    with pytest.raises(ValueError):
+        env.step(np.ones(2, np.int64))
+
+
+def test_factory_as_import_string_and_seed_handling():
+    env = make_env("3s_vs_5z", "sc2", seed=5, env_factory=FACTORY)
+    assert isinstance(env._env, StarCraft2EnvStandIn)
+    env.reset(seed=9)  # before launch: the seed reaches the game
+    first = env._env
+    assert first._seed == 9 and first.launched
+    with pytest.warns(UserWarning, match="seeded when it launched"):
+        env.reset(seed=10)  # after launch: cannot reach it, warned once
+    assert env._env is first and first._seed == 9
+    env.close()
+    assert first.closed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"env_factory": "no_such_module_xyz:Env"}, "env_args.env_factory"),
+        ({"env_factory": 42}, "env_args.env_factory"),
+        ({"env_factory": StarCraft2EnvStandIn, "continuing_episode": False}, "continuing_episode"),
+        ({"env_factory": StarCraft2EnvStandIn, "map_name": "8m"}, "env_args.map_name"),
+    ],
+)
+def test_bad_env_args_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        SC2Env(**kwargs)
+
+
+def test_without_smac_the_error_says_what_to_install_and_never_falls_back(monkeypatch):
+    monkeypatch.setitem(sys.modules, "smac", None)  # import smac -> ImportError
+    with pytest.raises(ConfigError) as err:
+        make_env("3s_vs_5z", "sc2", seed=0)
+    msg = str(err.value)
+    assert "pip install git+https://github.com/oxwhirl/smac.git" in msg
+    assert "SC2PATH" in msg and "StarCraftII" in msg and "SMAC_Maps" in msg
+    assert "4.10" in msg and "backend" in msg
+
+
+def test_pypi_smac3_is_recognised(monkeypatch):
+    monkeypatch.setitem(sys.modules, "smac", types.ModuleType("smac"))  # SMAC3: no smac.env
+    monkeypatch.setitem(sys.modules, "smac.env", None)
+    with pytest.raises(ConfigError, match="not oxwhirl/smac"):
+        make_env("3s_vs_5z", "sc2")
+
+
+def test_missing_game_or_maps_names_sc2path(monkeypatch, tmp_path):
+    smac = types.ModuleType("smac")
+    smac_env = types.ModuleType("smac.env")
+    smac_env.StarCraft2Env = StarCraft2EnvStandIn
+    smac.env = smac_env
+    monkeypatch.setitem(sys.modules, "smac", smac)
+    monkeypatch.setitem(sys.modules, "smac.env", smac_env)
+    monkeypatch.setenv("SC2PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="cannot find the StarCraft II game") as err:
+        make_env("3s_vs_5z", "sc2")
+    assert "SC2PATH" in str(err.value)
+    (tmp_path / "Versions").mkdir()
+    with pytest.raises(ConfigError, match="SMAC_Maps"):
+        make_env("3s_vs_5z", "sc2")
+    maps = tmp_path / "Maps" / "SMAC_Maps"
+    maps.mkdir(parents=True)
+    (maps / "3s_vs_5z.SC2Map").write_bytes(b"")
+    env = make_env("3s_vs_5z", "sc2", seed=0)  # found: SMAC's class (faked here) is used
+    assert isinstance(env._env, StarCraft2EnvStandIn) and env.backend == "sc2"
+
+
+def test_sc2_has_no_vector_form():
+    from ficomm.envs import make_vector_env
+
+    with pytest.raises(ConfigError, match="no vectorised form"):
+        make_vector_env("3s_vs_5z", "sc2", 4, env_factory=StarCraft2EnvStandIn)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("import pysc2_not_installed_xyz\n", "SMAC is installed but does not import"),
+        ("raise TypeError('Descriptors cannot be created directly.')\n", "protobuf<3.21"),
+    ],
+    ids=["missing-dependency", "protobuf-too-new"],
+)
+def test_broken_smac_install_is_explained(monkeypatch, tmp_path, body, expected):
+    package = tmp_path / "smac" / "env"
+    package.mkdir(parents=True)
+    (tmp_path / "smac" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text(body)
+    for name in ("smac", "smac.env"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=expected):
+        make_env("3s_vs_5z", "sc2")
+    for name in ("smac", "smac.env"):  # leave no fake SMAC behind for other tests
+        sys.modules.pop(name, None)
