@@ -1,0 +1,55 @@
+"""The four methods as data: which inputs each Q-net sees and how many parameter owners exist.
+
+One table, one code path: PS has one owner ("group") for all agents and appends the agent id;
+NPS has one group per agent. COMM adds the other agents' messages (detached under NPS, so
+no loss reaches another agent's network) and, under NPS, the agent's own message, which is
+the only path by which an NPS agent's own loss trains its message net (spec section 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ficomm.envs.base import EnvInfo
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What distinguishes one method from another. Q-net input order: obs, last action,
+    [agent id], [others' messages in ascending agent order], [own message]."""
+
+    label: str
+    shared: bool  # one parameter group for all agents (PS) or one per agent (NPS)
+    agent_id: bool  # one-hot agent id in the Q-net input
+    comm: bool  # a message net exists and others' messages are inputs
+    detach_others: bool  # others' messages carry no gradient back to their senders
+    own_message: bool  # the agent's own message is an input of its own Q-net
+
+    def groups(self, n_agents: int) -> int:
+        """Number of parameter owners (each with its own optimizer state and clipping)."""
+        return 1 if self.shared else n_agents
+
+    def q_input_width(self, info: EnvInfo, msg_dim: int) -> int:
+        n = info.n_agents
+        width = info.obs_size + info.n_actions
+        width += n if self.agent_id else 0
+        width += (n - 1) * msg_dim if self.comm else 0
+        width += msg_dim if self.own_message else 0
+        return width
+
+
+# (share, comm) -> layout; the spec's section 1 table.
+METHODS: dict[tuple[str, bool], Layout] = {
+    ("ps", False): Layout("PS+IQL", True, True, False, False, False),
+    ("ps", True): Layout("PS+IQL+COMM", True, True, True, False, False),
+    ("nps", False): Layout("NPS+IQL", False, False, False, False, False),
+    ("nps", True): Layout("NPS+IQL+COMM", False, False, True, True, True),
+}
+
+
+def layout_for(share: str, comm: bool, own_message: bool = True) -> Layout:
+    """The layout of a method. `own_message=False` is the ablation that removes the own
+    message from NPS+COMM (PS+COMM never feeds it, as in the authors' code)."""
+    base = METHODS[(share, bool(comm))]
+    return dataclasses.replace(base, own_message=base.own_message and own_message)

@@ -1,0 +1,261 @@
+"""Q-nets and message nets with parameters stacked over a leading "group" axis.
+
+PS is one group shared by all agents, NPS one group per agent; every layer is a batched
+matmul over the groups, so all agents are evaluated in one call, in acting and in training.
+Shapes follow two conventions:
+  agent-major   (n_agents, T, B, features): what the learner and rollout pass in and get back;
+  group-major   (G, rows, features): what the layers compute on, rows = agents_per_group x ...
+The group of agent i is i // (n_agents // G), so an agent-major tensor is a view of the
+group-major one. Initialisation matches PyTorch's nn.Linear / nn.GRUCell defaults.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ficomm.methods import Layout
+
+
+class GroupLinear(nn.Module):
+    """G independent Linear(in, out) layers applied as one batched matmul."""
+
+    def __init__(self, groups: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)  # == nn.Linear's default init bound
+        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(groups, 1, out_features))
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:  # (G, R, in) -> (G, R, out)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def _gru_loop(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor, keep: bool):
+    """Run the recurrence (gate order r, z, n), writing every step into preallocated
+    (G, T, R, .) tensors. With `keep`, also return the gates the backward pass needs."""
+    G, T, R, _ = gi.shape
+    H = h0.shape[-1]
+    hseq = gi.new_empty(G, T, R, H)
+    rz_all = gi.new_empty(G, T, R, 2 * H) if keep else gi.new_empty(G, R, 2 * H)
+    n_all = gi.new_empty(G, T, R, H) if keep else gi.new_empty(G, R, H)
+    ghn_all = gi.new_empty(G, T, R, H) if keep else None
+    h = h0
+    for t in range(T):
+        gh = torch.baddbmm(b_hh, h, w_hh)
+        rz = rz_all[:, t] if keep else rz_all
+        torch.add(gh[..., : 2 * H], gi[:, t, :, : 2 * H], out=rz).sigmoid_()
+        n = n_all[:, t] if keep else n_all
+        torch.addcmul(gi[:, t, :, 2 * H :], rz[..., :H], gh[..., 2 * H :], out=n).tanh_()
+        if keep:
+            ghn_all[:, t] = gh[..., 2 * H :]
+        h = torch.lerp(n, h, rz[..., H:], out=hseq[:, t])  # n + z * (h - n)
+    return hseq, (rz_all, n_all, ghn_all)
+
+
+class GRUSequence(torch.autograd.Function):
+    """The recurrent part of a grouped GRU over T steps, with a hand-written backward.
+
+    Autograd over the step loop would record ~10 small nodes per step and run 2T small
+    matmuls backwards; here the gate derivatives are precomputed for all steps at once, the
+    backward loop is one small matmul and three elementwise ops per step, and the weight
+    gradient is one large matmul over all steps. Checked by gradcheck in tests/learner.
+    """
+
+    @staticmethod
+    def forward(ctx, gi, h0, w_hh, b_hh):
+        # gi (G, T, R, 3H), h0 (G, R, H) -> hidden states (G, T, R, H)
+        hseq, (rz, n, gh_n) = _gru_loop(gi, h0, w_hh, b_hh, keep=True)
+        H = h0.shape[-1]
+        r, z = rz[..., :H], rz[..., H:]
+        hprev = torch.cat([h0.unsqueeze(1), hseq[:, :-1]], 1)
+        G, T, R, _ = gi.shape
+        # d(pre-activations)/dh_t for all steps: gates r, z, n of gh, then n of gi
+        coef = gi.new_empty(G, T, R, 4, H)
+        a = coef[..., 3, :]
+        torch.mul(n, n, out=a).neg_().add_(1).mul_(1 - z)  # (1 - z)(1 - n^2)
+        torch.mul(a, gh_n, out=coef[..., 0, :]).mul_(r).mul_(1 - r)
+        torch.sub(hprev, n, out=coef[..., 1, :]).mul_(z).mul_(1 - z)
+        torch.mul(a, r, out=coef[..., 2, :])
+        ctx.save_for_backward(hprev, z, coef, w_hh)
+        return hseq
+
+    @staticmethod
+    def backward(ctx, dhseq):
+        hprev, z, coef, w_hh = ctx.saved_tensors
+        G, T, R, H = hprev.shape
+        w_t = w_hh.transpose(1, 2)
+        # d(pre-activation) per step: [gh_r, gh_z, gh_n, gi_n]; gi_r, gi_z equal gh_r, gh_z
+        dpre = coef.new_empty(G, T, R, 4, H)
+        g = torch.zeros_like(hprev[:, 0])
+        for t in range(T - 1, -1, -1):
+            g = g + dhseq[:, t]  # dL/dh_t: from the output at t and from step t+1
+            d = torch.mul(g.unsqueeze(-2), coef[:, t], out=dpre[:, t])
+            g = torch.baddbmm(g * z[:, t], d[..., :3, :].reshape(G, R, 3 * H), w_t)
+        dgh = dpre[..., :3, :].reshape(G, T * R, 3 * H)
+        dgi = torch.cat([dpre[..., :2, :], dpre[..., 3:, :]], -2).view(G, T, R, 3 * H)
+        dw = torch.bmm(hprev.reshape(G, T * R, H).transpose(1, 2), dgh)
+        db = dgh.sum(1, keepdim=True)
+        return dgi, g, dw, db
+
+
+def gru_sequence(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+    """Hidden states (G, T, R, H) of a grouped GRU from its input projection gi (G, T, R, 3H)."""
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (gi, h0, w_hh, b_hh)):
+        return GRUSequence.apply(gi, h0, w_hh, b_hh)
+    return _gru_loop(gi, h0, w_hh, b_hh, keep=False)[0]
+
+
+class GroupGRUCell(nn.Module):
+    """G independent GRUCell(H, H); gate order r, z, n as in PyTorch.
+
+    The input projection does not depend on the hidden state, so `project` runs it over all
+    time steps at once and `sequence` only does the recurrent part.
+    """
+
+    def __init__(self, groups: int, hidden: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(hidden)  # == nn.GRUCell's default init bound
+        self.w_ih = nn.Parameter(torch.empty(groups, hidden, 3 * hidden))
+        self.w_hh = nn.Parameter(torch.empty(groups, hidden, 3 * hidden))
+        self.b_ih = nn.Parameter(torch.empty(groups, 1, 3 * hidden))
+        self.b_hh = nn.Parameter(torch.empty(groups, 1, 3 * hidden))
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+        self.hidden = hidden
+
+    def project(self, x: Tensor) -> Tensor:  # (G, R, H) -> (G, R, 3H)
+        return torch.baddbmm(self.b_ih, x, self.w_ih)
+
+    def sequence(self, gi: Tensor, h0: Tensor) -> Tensor:
+        """gi (G, T, R, 3H), h0 (G, R, H) -> hidden states (G, T, R, H)."""
+        return gru_sequence(gi, h0, self.w_hh, self.b_hh)
+
+
+class QNet(nn.Module):
+    """Linear(in, H) - ReLU - GRUCell(H, H) - Linear(H, n_actions), per group."""
+
+    def __init__(self, groups: int, in_features: int, hidden: int, n_actions: int):
+        super().__init__()
+        self.fc1 = GroupLinear(groups, in_features, hidden)
+        self.gru = GroupGRUCell(groups, hidden)
+        self.fc2 = GroupLinear(groups, hidden, n_actions)
+        self.hidden = hidden
+
+    def unroll(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """x (G, T, R, in), h (G, R, H) -> q (G, T, R, n_actions), last hidden (G, R, H)."""
+        G, T, R, F = x.shape
+        gi = self.gru.project(torch.relu(self.fc1(x.reshape(G, T * R, F))))
+        hseq = self.gru.sequence(gi.view(G, T, R, -1), h)
+        q = self.fc2(hseq.reshape(G, T * R, self.hidden))
+        return q.view(G, T, R, -1), hseq[:, -1]
+
+
+class MessageNet(nn.Module):
+    """Linear(obs, 64) - ReLU - Linear(64, 64) - ReLU - Linear(64, 10) on the own observation."""
+
+    def __init__(self, groups: int, obs_size: int, hidden: int, msg_dim: int):
+        super().__init__()
+        self.fc1 = GroupLinear(groups, obs_size, hidden)
+        self.fc2 = GroupLinear(groups, hidden, hidden)
+        self.fc3 = GroupLinear(groups, hidden, msg_dim)
+
+    def forward(self, obs: Tensor) -> Tensor:  # (G, R, obs) -> (G, R, msg_dim)
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(obs)))))
+
+
+class AgentNets(nn.Module):
+    """All agents' networks (Q-nets and, with COMM, message nets) for one method layout."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        n_agents: int,
+        obs_size: int,
+        n_actions: int,
+        hidden: int,
+        msg_hidden: int = 64,
+        msg_dim: int = 10,
+    ):
+        super().__init__()
+        self.layout = layout
+        self.n_agents = n_agents
+        self.n_actions = n_actions
+        self.groups = layout.groups(n_agents)
+        self.per_group = n_agents // self.groups
+        self.hidden = hidden
+        self.msg_dim = msg_dim
+        width = obs_size + n_actions
+        width += n_agents if layout.agent_id else 0
+        width += (n_agents - 1) * msg_dim if layout.comm else 0
+        width += msg_dim if layout.own_message else 0
+        self.in_features = width
+        self.q = QNet(self.groups, width, hidden, n_actions)
+        self.msg = MessageNet(self.groups, obs_size, msg_hidden, msg_dim) if layout.comm else None
+        others = [[j for j in range(n_agents) if j != i] for i in range(n_agents)]
+        self.register_buffer("others", torch.tensor(others, dtype=torch.long), persistent=False)
+        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
+
+    def params_per_group(self) -> int:
+        """Parameters of one owner (one agent under NPS, the shared set under PS)."""
+        return sum(p[0].numel() for p in self.parameters())
+
+    def initial_hidden(self, batch: int) -> Tensor:
+        """Zero hidden state for `batch` episodes, group-major (G, agents_per_group * B, H)."""
+        w = self.q.fc1.weight
+        return w.new_zeros(self.groups, self.per_group * batch, self.hidden)
+
+    def to_groups(self, x: Tensor) -> Tensor:
+        """Agent-major (n, T, B, F) -> group-major (G, agents_per_group * T * B, F) (a view)."""
+        return x.reshape(self.groups, -1, x.shape[-1])
+
+    def messages(self, obs: Tensor) -> Tensor:
+        """obs (n, T, B, obs) -> messages (n, T, B, msg_dim), each from its sender's net."""
+        n, T, B, _ = obs.shape
+        return self.msg(self.to_groups(obs)).view(n, T, B, self.msg_dim)
+
+    def q_inputs(self, obs: Tensor, last_action: Tensor, msgs: Tensor | None = None) -> Tensor:
+        """Concatenate the Q-net input of every agent in the layout's order (n, T, B, in).
+
+        `msgs` (n, T, B, msg_dim) may be precomputed (NPS training: every agent's messages
+        are computed over the minibatch before any update); otherwise they come from obs.
+        """
+        n, T, B, _ = obs.shape
+        parts = [obs, last_action]
+        if self.layout.agent_id:
+            parts.append(self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n))
+        if self.layout.comm:
+            if msgs is None:
+                msgs = self.messages(obs)
+            sent = msgs.detach() if self.layout.detach_others else msgs
+            others = sent[self.others]  # (n, n-1, T, B, D), ascending sender order
+            parts.append(others.permute(0, 2, 3, 1, 4).reshape(n, T, B, -1))
+            if self.layout.own_message:
+                parts.append(msgs)
+        return torch.cat(parts, -1)
+
+    def unroll(
+        self,
+        obs: Tensor,
+        last_action: Tensor,
+        h: Tensor | None = None,
+        msgs: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Q-values of every agent over T steps of B episodes.
+
+        obs (n, T, B, obs), last_action (n, T, B, n_actions) one-hot, h group-major hidden
+        state or None for zeros -> q (n, T, B, n_actions), last hidden state.
+        """
+        n, T, B, _ = obs.shape
+        G, k = self.groups, self.per_group
+        x = self.q_inputs(obs, last_action, msgs)
+        # (n, T, B, F) -> (G, T, k*B, F): rows of one time step are contiguous for the loop.
+        x = x.view(G, k, T, B, -1).transpose(1, 2).reshape(G, T, k * B, -1)
+        if h is None:
+            h = self.initial_hidden(B)
+        q, h = self.q.unroll(x, h)
+        q = q.view(G, T, k, B, -1).transpose(1, 2).reshape(n, T, B, -1)
+        return q, h

@@ -1,0 +1,166 @@
+"""Where a run's numbers go: the tidy metrics.csv, Weights & Biases, and the console.
+
+metrics.csv is always rewritten whole (atomically) from the run's metric history, which the
+checkpoint holds, so a deleted or stale CSV is recreated on resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ficomm.config import Config
+
+COLUMNS = [
+    "env_steps",
+    "episodes",
+    "grad_steps",
+    "eval_return_mean",
+    "eval_return_std",
+    "eval_win_rate",
+    "eval_length_mean",
+    "train_loss",
+    "epsilon",
+    "wall_time",
+    "env_steps_per_sec",
+]
+WALL_CLOCK_COLUMNS = ("wall_time", "env_steps_per_sec")
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    """One row per evaluation; empty cells where a value does not exist (no win signal,
+    no training loss before the first gradient step)."""
+    columns = COLUMNS + sorted({k for row in history for k in row} - set(COLUMNS))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in history:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    write_atomic(path, buf.getvalue())
+
+
+def wandb_run_id(config_hash: str, out: Path) -> str:
+    """Stable id: the same config in the same run directory continues the same W&B run."""
+    return hashlib.sha256(f"{config_hash}:{out.resolve()}".encode()).hexdigest()[:16]
+
+
+def wandb_mode(cfg: Config) -> str:
+    """WANDB_MODE in the environment wins over the config."""
+    mode = os.environ.get("WANDB_MODE") or cfg.wandb_mode
+    return "disabled" if mode in ("disabled", "dryrun_disabled") else mode
+
+
+def wandb_tags(cfg: Config) -> list[str]:
+    base = [
+        f"env:{cfg.env}",
+        f"backend:{cfg.backend}",
+        f"share:{cfg.share}",
+        f"comm:{str(cfg.comm).lower()}",
+        f"hidden:{cfg.hidden}",
+    ]
+    return base + list(cfg.wandb_tags)
+
+
+class WandbTracker:
+    """One W&B run per training run; resumes the same run id after a restart."""
+
+    def __init__(self, cfg: Config, out: Path, run_id: str, run_info: dict):
+        self.run = None
+        mode = wandb_mode(cfg)
+        if mode == "disabled":
+            return
+        import wandb
+
+        (out / "wandb").mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=cfg.wandb_project,
+            entity=cfg.wandb_entity,
+            group=cfg.group_name(),
+            tags=wandb_tags(cfg),
+            name=f"{cfg.group_name()}-s{cfg.seed}",
+            config={**cfg.to_dict(), **{f"info/{k}": v for k, v in run_info.items()}},
+            id=run_id,
+            resume="allow",
+            dir=str(out),  # W&B writes into <dir>/wandb
+            mode=mode,
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.run is not None:
+            clean = {k: v for k, v in row.items() if v is not None}
+            self.run.log(clean, step=int(row["env_steps"]))
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
+
+
+class Progress:
+    """A tqdm bar on a terminal, one plain line per evaluation otherwise (logs, SLURM)."""
+
+    def __init__(self, cfg: Config, start_steps: int):
+        self.cfg = cfg
+        self.interactive = sys.stderr.isatty()
+        self.bar = None
+        self.last = start_steps
+        if self.interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=cfg.budget,
+                initial=start_steps,
+                unit="step",
+                desc=f"{cfg.method} h{cfg.hidden} s{cfg.seed}",
+                dynamic_ncols=True,
+            )
+        self.t0 = time.perf_counter()
+
+    def advance(self, env_steps: int) -> None:
+        if self.bar is not None:
+            self.bar.update(env_steps - self.last)
+            self.last = env_steps
+
+    def report(self, row: dict[str, Any]) -> None:
+        ret, loss = row["eval_return_mean"], row.get("train_loss")
+        text = (
+            f"env step {row['env_steps']}/{self.cfg.budget}  return {ret:.2f}"
+            f"  eps {row['epsilon']:.3f}"
+            + (f"  loss {loss:.4g}" if loss is not None else "")
+            + (f"  win {row['eval_win_rate']:.2f}" if row.get("eval_win_rate") is not None else "")
+        )
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"return {ret:.2f}")
+            self.bar.write(text, file=sys.stderr)
+        else:
+            rate = row.get("env_steps_per_sec")
+            rate_s = f"  {rate:.0f} steps/s" if rate is not None else ""
+            print(
+                f"[ficomm {self.cfg.method} h{self.cfg.hidden} s{self.cfg.seed}] {text}{rate_s}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

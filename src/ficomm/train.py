@@ -1,0 +1,402 @@
+"""`ficomm train [CONFIG.yaml] key=value ...`: one training run into one run directory.
+
+The loop is the authors' (spec section 7): evaluate when a multiple of eval_interval env steps
+has been crossed (and at step 0), collect one epsilon-greedy episode, store it, take one
+gradient step; stop once the budget is reached (no final evaluation). A checkpoint is written
+after every evaluation, and on SIGTERM/SIGINT at the next episode boundary, so rerunning the
+same command continues where the run stopped and produces the same metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import ficomm
+from ficomm import checkpoint
+from ficomm.buffer import Episode, EpisodeBuffer
+from ficomm.config import Config, config_to_yaml, load_config
+from ficomm.envs import make_env, make_vector_env
+from ficomm.envs.base import ConfigError
+from ficomm.learner import Learner
+from ficomm.methods import layout_for
+from ficomm.nets import AgentNets
+from ficomm.rollout import EpsilonSchedule, Policy, collect_episode, evaluate
+from ficomm.tracking import Progress, WandbTracker, wandb_run_id, write_atomic, write_metrics_csv
+
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Counters:
+    env_steps: int = 0
+    episodes: int = 0
+    evals_done: int = 0
+    loss_sum: float = 0.0  # over gradient steps since the last evaluation
+    loss_count: int = 0
+    wall_time: float = 0.0  # seconds of training before this session
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StopFlag:
+    """SIGTERM/SIGINT set a flag that the loop reads at the next episode boundary."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers, killing still works
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def check_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device: 'cuda' was requested but no CUDA device is available to torch "
+            f"{torch.__version__} (CUDA build: {torch.version.cuda or 'none'}); "
+            "use device=cpu, or run where a GPU and a CUDA build of torch are installed"
+        )
+    return torch.device(name)
+
+
+def eval_seed(seed: int, index: int) -> int:
+    """Seed of the index-th evaluation: independent of how training went."""
+    return int(np.random.SeedSequence([seed, 2, index]).generate_state(1)[0])
+
+
+class Run:
+    """Everything one training run holds; built from a validated Config."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.device = check_device(cfg.device)
+        torch.set_num_threads(cfg.threads)
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)  # exploration and replay sampling
+        self.env_seeds = np.random.default_rng([cfg.seed, 1])  # one env seed per episode
+
+        self.env = make_env(cfg.env, cfg.backend, seed=cfg.seed, **cfg.env_args)
+        info = self.info = self.env.info
+        try:
+            self.eval_env = make_vector_env(
+                cfg.env, cfg.backend, cfg.eval_episodes, seed=cfg.seed + 1, **cfg.env_args
+            )
+        except ConfigError:  # no vectorised form (real SC2): evaluate episode by episode
+            self.eval_env = make_env(cfg.env, cfg.backend, seed=cfg.seed + 1, **cfg.env_args)
+        self.layout = layout_for(cfg.share, cfg.comm, cfg.own_message)
+        nets = AgentNets(
+            self.layout,
+            info.n_agents,
+            info.obs_size,
+            info.n_actions,
+            cfg.hidden,
+            cfg.msg_hidden,
+            cfg.msg_dim,
+        ).to(self.device)
+        self.learner = Learner(
+            nets,
+            lr=cfg.lr,
+            rms_alpha=cfg.rms_alpha,
+            rms_eps=cfg.rms_eps,
+            gamma=cfg.gamma,
+            grad_clip=cfg.grad_clip,
+            target_update=cfg.target_update,
+            target_unroll=cfg.target_unroll,
+        )
+        self.policy = Policy(nets)
+        self.buffer = EpisodeBuffer(cfg.buffer_size, info)
+        self.episode = Episode.empty(info)
+        self.eps = EpsilonSchedule(cfg.eps_start, cfg.eps_end, cfg.eps_anneal)
+        self.c = Counters()
+        self.finished = False
+
+    # ----------------------------------------------------------------- run directory
+    def run_info(self, wandb_id: str) -> dict[str, Any]:
+        nets, info = self.learner.nets, self.info
+        return {
+            "method": self.cfg.method,
+            "env": self.cfg.env,
+            "backend": self.cfg.backend,
+            "seed": self.cfg.seed,
+            "n_params": nets.params_per_group(),
+            "n_owners": nets.groups,
+            "n_params_total": sum(p.numel() for p in nets.parameters()),
+            "q_input_width": nets.in_features,
+            "n_agents": info.n_agents,
+            "n_actions": info.n_actions,
+            "obs_size": info.obs_size,
+            "state_size": info.state_size,
+            "episode_limit": info.episode_limit,
+            "has_win": info.has_win,
+            "config_hash": self.cfg.config_hash(),
+            "wandb_run_id": wandb_id,
+            "ficomm_version": ficomm.__version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "device": str(self.device),
+            "threads": self.cfg.threads,
+        }
+
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    def state(self, with_buffer: bool) -> dict[str, Any]:
+        c = self.c
+        return {
+            "format": 1,
+            "config_hash": self.cfg.config_hash(),
+            "finished": self.finished,
+            "learner": self.learner.state_dict(),
+            "buffer": self.buffer.state() if with_buffer else None,
+            "counters": {
+                "env_steps": c.env_steps,
+                "episodes": c.episodes,
+                "evals_done": c.evals_done,
+                "loss_sum": c.loss_sum,
+                "loss_count": c.loss_count,
+                "wall_time": c.wall_time,
+            },
+            "epsilon": self.eps.value,
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "env_seeds": self.env_seeds.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+            },
+            "history": c.history,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        if state["buffer"] is not None:
+            self.buffer.load(state["buffer"])
+        c = state["counters"]
+        self.c = Counters(
+            env_steps=int(c["env_steps"]),
+            episodes=int(c["episodes"]),
+            evals_done=int(c["evals_done"]),
+            loss_sum=float(c["loss_sum"]),
+            loss_count=int(c["loss_count"]),
+            wall_time=float(c["wall_time"]),
+            history=list(state["history"]),
+        )
+        self.eps.value = float(state["epsilon"])
+        r = state["rng"]
+        self.rng.bit_generator.state = r["numpy"]
+        self.env_seeds.bit_generator.state = r["env_seeds"]
+        torch.set_rng_state(r["torch"])
+        v, internal, gauss = r["python"]
+        random.setstate((v, tuple(internal), gauss))
+        self.finished = bool(state["finished"])
+
+
+def _config_diff(out: Path, cfg: Config) -> list[str]:
+    import yaml
+
+    try:
+        old = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return ["(config.yaml missing or unreadable)"]
+    new = cfg.learning_dict()
+    return sorted(k for k in new if old.get(k) != new[k])
+
+
+def train(cfg: Config) -> int:
+    """Run (or resume) one training run; returns the process exit code."""
+    out = Path(cfg.out)
+    run = Run(cfg)
+    ckpt = checkpoint.load(run.checkpoint_dir())
+    if ckpt is not None and ckpt["config_hash"] != cfg.config_hash():
+        changed = ", ".join(_config_diff(out, cfg))
+        raise ConfigError(
+            f"out: {out} already holds a run with a different configuration (differs in: "
+            f"{changed}); choose another out= or delete that directory"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    info_path = out / "run_info.json"
+    wandb_id = wandb_run_id(cfg.config_hash(), out)
+    if ckpt is not None and info_path.exists():
+        wandb_id = json.loads(info_path.read_text()).get("wandb_run_id", wandb_id)
+    run_info = run.run_info(wandb_id)
+    write_atomic(out / "config.yaml", config_to_yaml(cfg))
+    write_atomic(info_path, json.dumps(run_info, indent=2) + "\n")
+    metrics_path = out / "metrics.csv"
+
+    if ckpt is not None:
+        run.restore(ckpt)
+        write_metrics_csv(metrics_path, run.c.history)
+        if run.finished:
+            print(f"ficomm train: {out} is already finished; nothing to do", file=sys.stderr)
+            return 0
+        print(
+            f"ficomm train: resuming {out} from its checkpoint at env step {run.c.env_steps}",
+            file=sys.stderr,
+        )
+
+    tracker = WandbTracker(cfg, out, wandb_id, run_info)
+    exit_code = 1
+    try:
+        with StopFlag() as stop:
+            exit_code = _loop(run, stop, tracker, metrics_path)
+    finally:
+        tracker.finish(exit_code)
+    return exit_code
+
+
+def _loop(run: Run, stop: StopFlag, tracker: WandbTracker, metrics_path: Path) -> int:
+    cfg, c, learner, buffer = run.cfg, run.c, run.learner, run.buffer
+    progress = Progress(cfg, c.env_steps)
+    t0 = time.perf_counter()
+    wall_before = c.wall_time
+    # Running loss sum kept on the device (no sync per step); restored from the counters so a
+    # resumed run adds the same numbers in the same order as an uninterrupted one.
+    loss_sum = torch.tensor(c.loss_sum, dtype=torch.float64, device=run.device)
+    last_eval = (c.history[-1]["env_steps"], c.history[-1]["wall_time"]) if c.history else None
+
+    def sync_counters() -> None:
+        c.wall_time = wall_before + time.perf_counter() - t0
+        c.loss_sum = float(loss_sum)  # the only device sync, once per evaluation
+
+    def check_finite() -> None:
+        if not math.isfinite(c.loss_sum):
+            done = c.history[-1]["env_steps"] if c.history else 0
+            raise NonFiniteLoss(
+                f"training loss became {c.loss_sum} before env step {c.env_steps} "
+                f"(grad step <= {learner.grad_steps}); the run stopped and its last good "
+                f"checkpoint (env step {done}) in {run.checkpoint_dir()} is kept; "
+                "check lr, grad_clip and the environment's rewards"
+            )
+
+    try:
+        while c.env_steps < cfg.budget:
+            if stop.signal is not None:
+                sync_counters()
+                check_finite()
+                checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
+                name = signal.Signals(stop.signal).name
+                print(
+                    f"ficomm train: received {name} at env step {c.env_steps}; checkpoint "
+                    f"written to {run.checkpoint_dir()}; rerun the same command to resume",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
+            if c.env_steps // cfg.eval_interval >= c.evals_done:
+                sync_counters()
+                check_finite()
+                row = _evaluate_row(run, last_eval)
+                last_eval = (row["env_steps"], row["wall_time"])
+                c.history.append(row)
+                c.evals_done += 1
+                c.loss_sum, c.loss_count = 0.0, 0
+                loss_sum.zero_()
+                write_metrics_csv(metrics_path, c.history)
+                checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
+                tracker.log(row)
+                progress.report(row)
+            seed = int(run.env_seeds.integers(2**31))
+            collect_episode(
+                run.env, run.policy, run.episode, run.eps, run.rng, seed, cfg.timelimit_terminal
+            )
+            buffer.add(run.episode)
+            c.env_steps += run.episode.length
+            c.episodes += 1
+            loss_sum += learner.train_step(buffer.sample(cfg.batch_size, run.rng))
+            run.policy.refresh()
+            c.loss_count += 1
+            progress.advance(c.env_steps)
+        sync_counters()
+        check_finite()
+        run.finished = True
+        # The finished checkpoint keeps networks and history, not the replay buffer.
+        checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=False))
+        write_metrics_csv(metrics_path, c.history)
+        return 0
+    finally:
+        progress.close()
+
+
+def _evaluate_row(run: Run, last_eval: tuple[int, float] | None) -> dict[str, Any]:
+    cfg, c = run.cfg, run.c
+    res = evaluate(run.eval_env, run.policy, cfg.eval_episodes, eval_seed(cfg.seed, c.evals_done))
+    rate = None
+    if last_eval is not None and c.wall_time > last_eval[1]:
+        rate = (c.env_steps - last_eval[0]) / (c.wall_time - last_eval[1])
+    row = {
+        "env_steps": c.env_steps,
+        "episodes": c.episodes,
+        "grad_steps": run.learner.grad_steps,
+        "eval_return_mean": float(res["return"].mean()),
+        "eval_return_std": float(res["return"].std()),
+        "eval_win_rate": float(res["won"].mean()) if run.info.has_win else None,
+        "eval_length_mean": float(res["length"].mean()),
+        "train_loss": c.loss_sum / c.loss_count if c.loss_count else None,
+        "epsilon": run.eps.value,
+        "wall_time": c.wall_time,
+        "env_steps_per_sec": rate,
+    }
+    if "captures" in res:
+        row["eval_captures_mean"] = float(res["captures"].mean())
+    return row
+
+
+USAGE = """usage: ficomm train [CONFIG.yaml] [key=value ...]
+
+One training run. Every key of the config can be set in the YAML file or as key=value
+(values are YAML: 1e-4, true, [a, b]); env_args.NAME=value sets an environment parameter.
+Rerunning the same command resumes from the run directory's checkpoint.
+Example: ficomm train out=runs/pp env=predator_prey share=nps comm=true hidden=64 seed=0"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    path = None
+    if argv and "=" not in argv[0]:
+        path, argv = argv[0], argv[1:]
+    try:
+        cfg = load_config(path, argv)
+        return train(cfg)
+    except ConfigError as exc:
+        print(f"ficomm train: config error: {exc}", file=sys.stderr)
+        return 2
+    except checkpoint.CheckpointError as exc:
+        print(f"ficomm train: {exc}", file=sys.stderr)
+        return 1
+    except NonFiniteLoss as exc:
+        print(f"ficomm train: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

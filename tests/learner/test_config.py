@@ -1,0 +1,93 @@
+"""Bad input fails before training, naming the field; good input resolves to the paper."""
+
+from __future__ import annotations
+
+import pytest
+
+from ficomm.config import Config, load_config, make_config
+from ficomm.envs.base import ConfigError
+
+
+def test_defaults_are_the_papers_hyperparameters():
+    cfg = load_config(None, [])
+    assert (cfg.env, cfg.backend, cfg.budget) == ("predator_prey", "native", 1_000_000)
+    assert (cfg.hidden, cfg.msg_hidden, cfg.msg_dim) == (64, 64, 10)
+    assert (cfg.buffer_size, cfg.batch_size, cfg.target_update) == (5000, 32, 200)
+    assert (cfg.lr, cfg.rms_alpha, cfg.rms_eps, cfg.gamma, cfg.grad_clip) == (
+        5e-4,
+        0.99,
+        1e-8,
+        0.99,
+        10.0,
+    )
+    assert (cfg.eps_start, cfg.eps_end, cfg.eps_anneal) == (1.0, 0.05, 50_000)
+    assert (cfg.eval_interval, cfg.eval_episodes) == (10_000, 20)
+    assert cfg.timelimit_terminal is True and cfg.target_unroll == "zero_start"
+    assert cfg.own_message is True and cfg.device == "cpu" and cfg.wandb_mode == "offline"
+    assert load_config(None, ["env=3s_vs_5z"]).budget == 3_000_000
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("share: ps\ncomm: false\nhidden: 32\nenv_args: {penalty: -0.5}\n")
+    cfg = load_config(
+        path, ["hidden=128", "lr=1e-3", "env_args.step_cost=-0.02", "wandb_tags=[a, b]"]
+    )
+    assert (cfg.share, cfg.comm, cfg.hidden, cfg.lr) == ("ps", False, 128, 1e-3)
+    assert cfg.env_args == {"penalty": -0.5, "step_cost": -0.02}
+    assert cfg.wandb_tags == ["a", "b"]
+    assert cfg.method == "PS+IQL"
+
+
+@pytest.mark.parametrize(
+    "override,field,words",
+    [
+        ("hiden=32", "hiden", "did you mean 'hidden'"),
+        ("budjet=100", "budjet", "did you mean 'budget'"),
+        ("hidden=0", "hidden", "positive"),
+        ("hidden=abc", "hidden", "integer"),
+        ("hidden=1.5", "hidden", "integer"),
+        ("comm=maybe", "comm", "true/false"),
+        ("share=both", "share", "'ps' or 'nps'"),
+        ("device=tpu", "device", "'cpu' or 'cuda'"),
+        ("budget=5000", "budget", "eval_interval"),
+        ("lr=-1", "lr", "positive"),
+        ("gamma=1.5", "gamma", "[0, 1]"),
+        ("target_unroll=forward", "target_unroll", "zero_start"),
+        ("wandb_mode=sometimes", "wandb_mode", "offline"),
+        ("env=pong", "env", "unknown environment"),
+        ("backend=sc2", "backend", "cannot run"),
+        ("eps_end=0.9", "eps_end", "eps_start"),
+        ("eval_episodes=0", "eval_episodes", "positive"),
+        ("seed=-3", "seed", "non-negative"),
+    ],
+)
+def test_bad_values_name_the_field(override, field, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["eps_start=0.5"] + [override] if field == "eps_end" else [override])
+    msg = str(err.value)
+    assert msg.startswith(f"{field}:"), msg
+    assert words in msg, msg
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["hidden"])
+    (tmp_path / "u.yaml").write_text("shar: ps\n")
+    with pytest.raises(ConfigError, match="did you mean 'share'"):
+        load_config(tmp_path / "u.yaml")
+
+
+def test_hash_ignores_output_settings_but_not_learning_settings():
+    a = make_config({"out": "x", "wandb_mode": "disabled"})
+    b = make_config({"out": "y", "threads": 2})
+    c = make_config({"seed": 1})
+    assert a.config_hash() == b.config_hash() != c.config_hash()
+    assert a.group_name() == c.group_name() == "predator_prey-native-NPS+IQL+COMM-h64"
+    assert isinstance(a, Config)

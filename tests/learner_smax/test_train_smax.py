@@ -1,0 +1,159 @@
+"""The learner on 3s_vs_5z: all four methods train through ``ficomm.train`` on SMAX, and
+through the ``sc2`` adapter on the asserting SMAC stand-in (not StarCraft II); asking for sc2
+without SMAC stops with an error instead of falling back to SMAX."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+import yaml
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS / "envs"))  # the SMAC stand-in
+sys.path.insert(0, str(TESTS / "learner"))  # the offline W&B file reader
+from smac_standin import StarCraft2EnvStandIn  # noqa: E402
+from wandb_records import read_records, run_record  # noqa: E402
+
+from ficomm.train import main as train_main  # noqa: E402
+
+STANDIN = f"{StarCraft2EnvStandIn.__module__}:{StarCraft2EnvStandIn.__name__}"
+METHODS = [("nps", False), ("nps", True), ("ps", False), ("ps", True)]
+LABELS = {
+    ("ps", False): "PS+IQL",
+    ("ps", True): "PS+IQL+COMM",
+    ("nps", False): "NPS+IQL",
+    ("nps", True): "NPS+IQL+COMM",
+}
+H, MSG_HIDDEN, MSG = 64, 64, 10
+
+
+def spec_width(share: str, comm: bool, obs: int, actions: int, n: int) -> int:
+    """The spec's input rule: obs + last action, + agent id (PS), + others' messages (COMM),
+    + own message (NPS+COMM)."""
+    width = obs + actions
+    if share == "ps":
+        width += n + ((n - 1) * MSG if comm else 0)
+    elif comm:
+        width += (n - 1) * MSG + MSG
+    return width
+
+
+def spec_params(width: int, obs: int, actions: int, comm: bool) -> int:
+    """Parameters of one owner: Linear(width, H), GRUCell(H, H), Linear(H, A) [+ message net
+    Linear(obs, 64), Linear(64, 64), Linear(64, 10)]."""
+    q = width * H + H + 6 * H * H + 6 * H + H * actions + actions
+    msg = (
+        obs * MSG_HIDDEN
+        + MSG_HIDDEN
+        + MSG_HIDDEN * MSG_HIDDEN
+        + MSG_HIDDEN
+        + MSG_HIDDEN * MSG
+        + MSG
+    )
+    return q + (msg if comm else 0)
+
+
+def run(out: Path, share: str, comm: bool, *args: str, wandb: str = "disabled") -> int:
+    return train_main(
+        [
+            f"out={out}",
+            "env=3s_vs_5z",
+            f"share={share}",
+            f"comm={str(comm).lower()}",
+            f"hidden={H}",
+            "seed=0",
+            f"wandb_mode={wandb}",
+            *args,
+        ]
+    )
+
+
+def read_run(out: Path) -> tuple[dict, dict, list[dict]]:
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    info = json.loads((out / "run_info.json").read_text())
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    return cfg, info, rows
+
+
+@pytest.mark.slow
+@pytest.mark.smax
+@pytest.mark.skipif(find_spec("jaxmarl") is None, reason="needs jaxmarl (ficomm[smax])")
+def test_four_methods_train_on_smax(tmp_path):
+    budget = 2000
+    for share, comm in METHODS:
+        out = tmp_path / f"{share}-{comm}"
+        args = ("backend=smax", f"budget={budget}", "eval_interval=1000", "eval_episodes=4")
+        assert run(out, share, comm, *args) == 0
+        cfg, info, rows = read_run(out)
+        assert cfg["backend"] == "smax" and info["backend"] == "smax"
+        assert info["method"] == LABELS[(share, comm)]
+        assert (info["n_agents"], info["n_actions"], info["obs_size"]) == (3, 10, 101)
+        assert (info["state_size"], info["episode_limit"], info["has_win"]) == (96, 250, True)
+        width = spec_width(share, comm, 101, 10, 3)
+        assert info["q_input_width"] == width
+        assert info["n_params"] == spec_params(width, 101, 10, comm)  # per owner
+        assert info["n_owners"] == (1 if share == "ps" else 3)
+        assert len(rows) == 2 and int(rows[0]["env_steps"]) == 0
+        assert 1000 <= int(rows[1]["env_steps"]) < budget  # the evaluation after 1000 steps
+        for r in rows:
+            assert 0.0 <= float(r["eval_win_rate"]) <= 1.0  # SMAX reports wins
+            assert 0.0 <= float(r["eval_return_mean"]) <= 2.0 + 1e-5  # SMAX's reward scale
+        assert float(rows[1]["train_loss"]) >= 0.0
+
+
+@pytest.mark.filterwarnings("ignore:SC2Env.reset:UserWarning")  # per-episode seeds, expected
+def test_learner_never_sends_an_invalid_action_to_the_asserting_standin(tmp_path):
+    """The stand-in asserts on an unavailable action as SMAC does, and the adapter raises
+    ValueError first: any invalid choice by the learner would end the run with an error."""
+    for share, comm in METHODS:
+        out = tmp_path / f"{share}-{comm}"
+        args = ("backend=sc2", f"env_args.env_factory={STANDIN}", "budget=800")
+        wandb = "offline" if share == "nps" and comm else "disabled"  # one run checks W&B
+        assert (
+            run(out, share, comm, *args, "eval_interval=400", "eval_episodes=2", wandb=wandb) == 0
+        )
+        cfg, info, rows = read_run(out)
+        assert cfg["backend"] == "sc2" and cfg["env_args"]["env_factory"] == STANDIN
+        if wandb == "offline":
+            (record,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+            tags = set(run_record(read_records(record)).tags)
+            assert {"env:3s_vs_5z", "backend:sc2"} <= tags
+        assert (info["backend"], info["obs_size"], info["n_actions"]) == ("sc2", 48, 11)
+        # on SMAC's sizes the widths and parameter counts are the spec's tables (H 64)
+        width = {("nps", False): 59, ("nps", True): 89, ("ps", False): 62, ("ps", True): 82}
+        params = {
+            ("nps", False): 29_515,
+            ("nps", True): 39_381,
+            ("ps", False): 29_707,
+            ("ps", True): 38_933,
+        }
+        assert info["q_input_width"] == width[(share, comm)] == spec_width(share, comm, 48, 11, 3)
+        assert info["n_params"] == params[(share, comm)]
+        assert int(rows[-1]["env_steps"]) >= 400
+
+
+def test_sc2_without_smac_stops_and_never_falls_back(tmp_path):
+    code = (
+        "import sys\n"
+        "sys.modules['smac'] = None  # as if oxwhirl/smac were not installed\n"
+        "from ficomm.train import main\n"
+        f"rc = main(['out={tmp_path / 'run'}', 'env=3s_vs_5z', 'wandb_mode=disabled'])\n"
+        "print(rc, 'ficomm.envs.smax' in sys.modules, 'jax' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stdout + proc.stderr
+    assert "backend: 'sc2' needs StarCraft II and SMAC" in proc.stderr
+    assert "pip install git+https://github.com/oxwhirl/smac.git" in proc.stderr
+    assert "SC2PATH" in proc.stderr
+    assert not (tmp_path / "run" / "metrics.csv").exists()
