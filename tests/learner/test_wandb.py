@@ -7,7 +7,8 @@ import json
 import math
 
 from learner_helpers import read_metrics, run_train
-from wandb_records import history_rows, read_records, run_record
+
+from ficomm.analysis.wandb_reader import read_offline_run
 
 ARGS = [
     "hidden=16",
@@ -28,12 +29,11 @@ def test_offline_run_holds_config_tags_and_metrics(tmp_path):
     assert res.returncode == 0, res.stderr
     files = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
-    records = read_records(files[0])
-    run = run_record(records)
+    run = read_offline_run(files[0])
     info = json.loads((out / "run_info.json").read_text())
-    assert run.run_id == info["wandb_run_id"] and run.project == "ficomm"
-    assert run.run_group == "predator_prey-native-PS+IQL+COMM-h16"  # the config without the seed
-    assert set(run.tags) == {
+    assert run["run_id"] == info["wandb_run_id"] and run["project"] == "ficomm"
+    assert run["group"] == "predator_prey-native-PS+IQL+COMM-h16"  # the config without the seed
+    assert set(run["tags"]) == {
         "env:predator_prey",
         "backend:native",
         "share:ps",
@@ -41,10 +41,10 @@ def test_offline_run_holds_config_tags_and_metrics(tmp_path):
         "hidden:16",
         "smoke",
     }
-    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    config = run["config"]
     assert config["share"] == "ps" and config["hidden"] == 16 and config["lr"] == 5e-4
 
-    logged = history_rows(records)
+    logged = run["history"]
     rows = read_metrics(out / "metrics.csv", drop_wall_clock=False)
     assert len(logged) == len(rows) == 2
     for got, row in zip(logged, rows, strict=True):

@@ -17,10 +17,9 @@ import yaml
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "envs"))  # the SMAC stand-in
-sys.path.insert(0, str(TESTS / "learner"))  # the offline W&B file reader
 from smac_standin import StarCraft2EnvStandIn  # noqa: E402
-from wandb_records import read_records, run_record  # noqa: E402
 
+from ficomm.analysis.wandb_reader import read_offline_run  # noqa: E402
 from ficomm.train import main as train_main  # noqa: E402
 
 STANDIN = f"{StarCraft2EnvStandIn.__module__}:{StarCraft2EnvStandIn.__name__}"
@@ -124,7 +123,7 @@ def test_learner_never_sends_an_invalid_action_to_the_asserting_standin(tmp_path
         assert cfg["backend"] == "sc2" and cfg["env_args"]["env_factory"] == STANDIN
         if wandb == "offline":
             (record,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
-            tags = set(run_record(read_records(record)).tags)
+            tags = set(read_offline_run(record)["tags"])
             assert {"env:3s_vs_5z", "backend:sc2"} <= tags
         assert (info["backend"], info["obs_size"], info["n_actions"]) == ("sc2", 48, 11)
         # on SMAC's sizes the widths and parameter counts are the spec's tables (H 64)

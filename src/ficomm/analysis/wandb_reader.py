@@ -95,6 +95,7 @@ def read_offline_run(path: str | Path) -> dict:
         if kind == "run":
             out["run_id"] = r.run.run_id
             out["project"] = r.run.project
+            out["group"] = r.run.run_group
             out["job_type"] = r.run.job_type
             out["tags"] = list(r.run.tags)
             _assign(out["config"], r.run.config.update)
