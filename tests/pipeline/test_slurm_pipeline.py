@@ -1,0 +1,170 @@
+"""The workflow on a real (single-node) SLURM cluster through `--profile workflow/profiles/slurm`.
+
+The sub-grid is the eight PredatorPrey runs of the smoke grid at H 64 (PS/NPS x COMM/none x
+2 seeds) with a tiny budget, and their aggregated table. Checks: every training job ran as a
+SLURM job and completed (sacct), the outputs and the aggregated table (parameter counts from
+run_info.json included), a rerun after deleting one run's output submits exactly that one job,
+and a failing job makes Snakemake exit non-zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from itertools import product
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_utils import copy_workflow, job_counts, snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+OVERLAY = {
+    "presets": {
+        "smoke": {
+            "grid": {"env": ["predator_prey"], "hidden": [64]},
+            "budget": {"predator_prey": 300},
+            "eval_interval": 100,
+            "eval_episodes": 1,
+        }
+    },
+    "wandb": {"mode": "disabled"},
+}
+RUNS = [
+    f"results/smoke/runs/predator_prey/native/{share}_{comm}/h64/seed{seed}"
+    for share, comm, seed in product(("ps", "nps"), ("comm", "nocomm"), (0, 1))
+]
+TARGETS = [f"{run}/metrics.csv" for run in RUNS]
+PROFILE = (
+    "--profile",
+    "workflow/profiles/slurm",
+    # Defaults suit a busy cluster; a private one answers at once.
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--seconds-between-status-checks",
+    "2",
+    "--latency-wait",
+    "5",
+    # Keeps each job's SLURM log, whose path names the job's rule and wildcards.
+    "--slurm-keep-successful-logs",
+)
+PARAMS_H64 = {"NPS+IQL": 27_461, "NPS+IQL+COMM": 36_687, "PS+IQL": 27_717, "PS+IQL+COMM": 36_303}
+
+
+def run_profile(workdir: Path, *args: str, overlay: str = "overlay.yaml", timeout: float = 240):
+    # Targets before --configfile, which takes several values.
+    return snakemake(workdir, *args, *PROFILE, "--configfile", overlay, timeout=timeout)
+
+
+def slurm_run_id(output: str) -> str:
+    m = re.search(r"SLURM run ID: (\S+)", output)
+    assert m, output[-3000:]
+    return m[1]
+
+
+def sacct_jobs(cluster, run_id: str) -> list[dict[str, str]]:
+    """The allocations a Snakemake invocation submitted (its SLURM jobs are named by its run id)."""
+    out = cluster.run(
+        "sacct", "-X", "-n", "-P", "--name", run_id, "--starttime", "now-1days",
+        "--format=JobIDRaw,State,ExitCode,Partition",
+    ).stdout  # fmt: skip
+    return [
+        dict(zip(("id", "state", "exit", "partition"), line.split("|"), strict=True))
+        for line in out.splitlines()
+        if line.strip()
+    ]
+
+
+def logged_runs(workdir: Path, job_ids: list[str]) -> list[str]:
+    """Which run each job trained, from the path of its kept SLURM log
+    (.snakemake/slurm_logs/rule_train/<wildcard values joined by _>/<job id>.log)."""
+    found = []
+    for job in job_ids:
+        logs = list((workdir / ".snakemake/slurm_logs").rglob(f"{job}.log"))
+        assert len(logs) == 1, (job, logs)
+        assert logs[0].parent.parent.name == "rule_train", logs[0]
+        found.append(logs[0].parent.name)
+    return found
+
+
+def log_name(run: str) -> str:
+    """results/.../runs/predator_prey/native/ps_comm/h64/seed0 -> predator_prey_native_ps_comm_64_0"""
+    env, backend, share_comm, hidden, seed = run.split("/")[-5:]
+    return "_".join((env, backend, share_comm, hidden.removeprefix("h"), seed.removeprefix("seed")))
+
+
+@pytest.fixture(scope="module")
+def pipeline(slurm_cluster, tmp_path_factory):
+    """The eight runs through SLURM, once for the module: (workdir, snakemake output)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm_workflow"), OVERLAY)
+    res = run_profile(workdir, *TARGETS, "results/smoke/all_runs.csv", timeout=420)
+    assert res.returncode == 0, res.stdout[-6000:]
+    return workdir, res.stdout
+
+
+def test_every_training_job_ran_under_slurm_and_completed(slurm_cluster, pipeline):
+    workdir, output = pipeline
+    jobs = sacct_jobs(slurm_cluster, slurm_run_id(output))
+    # Eight training jobs; aggregate is a local rule.
+    assert len(jobs) == len(RUNS), jobs
+    assert all(j["state"] == "COMPLETED" and j["exit"] == "0:0" for j in jobs), jobs
+    assert {j["partition"] for j in jobs} == {slurm_cluster.partition}
+    assert sorted(logged_runs(workdir, [j["id"] for j in jobs])) == sorted(map(log_name, RUNS))
+    for run in RUNS:
+        rows = list(csv.DictReader((workdir / run / "metrics.csv").open()))
+        assert [int(r["env_steps"]) for r in rows][:1] == [0] and len(rows) >= 3, run
+    table = list(csv.DictReader((workdir / "results/smoke/all_runs.csv").open()))
+    assert len({r["run_dir"] for r in table}) == len(RUNS)
+    # run_info.json's parameter counts reach the aggregated table (spec section 2, H 64).
+    assert {(r["method"], int(r["n_params"])) for r in table} == set(PARAMS_H64.items())
+
+
+def test_rerun_after_deleting_one_output_reruns_only_that_job(slurm_cluster, pipeline):
+    workdir, _ = pipeline
+    victim = RUNS[3]
+    before = (workdir / victim / "metrics.csv").read_text()
+    (workdir / victim / "metrics.csv").unlink()
+    dry = run_profile(workdir, *TARGETS, "-n")
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    assert job_counts(dry.stdout) == {"train": 1}, dry.stdout[-3000:]
+    assert f"{victim}/metrics.csv" in dry.stdout
+
+    res = run_profile(workdir, *TARGETS)
+    assert res.returncode == 0, res.stdout[-4000:]
+    jobs = sacct_jobs(slurm_cluster, slurm_run_id(res.stdout))
+    assert [j["state"] for j in jobs] == ["COMPLETED"], jobs
+    assert logged_runs(workdir, [jobs[0]["id"]]) == [log_name(victim)]
+    # The finished run was not trained again: its checkpoint rewrote the same metrics
+    # (wall-clock columns included).
+    assert (workdir / victim / "metrics.csv").read_text() == before
+    again = run_profile(workdir, *TARGETS, "-n")
+    assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
+
+
+def test_failing_job_makes_snakemake_fail(slurm_cluster, pipeline):
+    workdir, _ = pipeline
+    bad = RUNS[0]
+    overlay = {
+        "presets": {
+            "smoke": {
+                "overrides": [
+                    {
+                        "where": {"env": "predator_prey", "share": "ps", "comm": True, "seed": 0},
+                        "set": {"batch_size": 0},  # `ficomm train` rejects it
+                    }
+                ]
+            }
+        }
+    }
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(overlay))
+    res = snakemake(
+        workdir, *TARGETS, *PROFILE, "--retries", "0", "--configfile", "overlay.yaml", "bad.yaml"
+    )
+    assert res.returncode != 0, res.stdout[-4000:]
+    jobs = sacct_jobs(slurm_cluster, slurm_run_id(res.stdout))
+    # Only the changed grid point reran (its parameters changed), under SLURM, and failed.
+    assert [j["state"] for j in jobs] == ["FAILED"], jobs
+    assert not (workdir / bad / "metrics.csv").exists()
+    log = workdir / "results/smoke/logs/train/predator_prey/native/ps_comm/h64/seed0.log"
+    assert "batch_size" in log.read_text()

@@ -1,0 +1,322 @@
+"""The Snakemake workflow on this machine (local executor): lint, config validation, the grids
+the presets expand to, an end-to-end run on a tiny grid, and resumption of a killed training job.
+
+Every test works in a scratch copy of the workflow (Snakefile, workflow/, config/), so nothing
+is written into the repository's results/ or paper_figures/.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shlex
+import signal
+from itertools import product
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_utils import (
+    REPO,
+    cmdline,
+    copy_workflow,
+    descendants,
+    job_counts,
+    kill_group,
+    shell_commands,
+    snakemake,
+    start_snakemake,
+    wait_for,
+)
+
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+RUN_PATH = re.compile(
+    r"results/(?P<preset>[^/]+)/runs/(?P<env>[^/]+)/(?P<backend>[^/]+)/"
+    r"(?P<share>ps|nps)_(?P<comm>comm|nocomm)/h(?P<hidden>\d+)/seed(?P<seed>\d+)"
+)
+# The paper's parameter counts (spec section 2) for PredatorPrey at H 64, per owner.
+PREDATOR_PREY_H64_PARAMS = {
+    "NPS+IQL": 27_461,
+    "NPS+IQL+COMM": 36_687,
+    "PS+IQL": 27_717,
+    "PS+IQL+COMM": 36_303,
+}
+
+
+def train_commands(output: str) -> list[dict[str, str]]:
+    """The key=value arguments of every `ficomm train` command of a `snakemake -n -p` run."""
+    runs = []
+    for command in shell_commands(output):
+        words = shlex.split(command.split(" > ")[0])
+        assert words[:2] == ["ficomm", "train"], command
+        runs.append(dict(word.split("=", 1) for word in words[2:]))
+    return runs
+
+
+def dry_run(workdir: Path, *args: str) -> str:
+    res = snakemake(workdir, "-n", "-p", "--cores", "2", *args, timeout=180)
+    assert res.returncode == 0, res.stdout[-4000:]
+    return res.stdout
+
+
+def check_run_paths(runs: list[dict[str, str]], preset: str) -> None:
+    """Each run's directory names its parameters, and they are the ones it trains with."""
+    for run in runs:
+        m = RUN_PATH.fullmatch(run["out"])
+        assert m, run["out"]
+        assert m["preset"] == preset
+        for key in ("env", "backend", "share", "hidden", "seed"):
+            assert m[key] == run[key], (key, run)
+        assert run["comm"] == ("true" if m["comm"] == "comm" else "false"), run
+        assert run["threads"] == "1"
+
+
+def test_lint_is_clean(tmp_path):
+    res = snakemake(copy_workflow(tmp_path), "--lint", timeout=180)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "Lints for" not in res.stdout
+    assert "good condition" in res.stdout
+
+
+def test_smoke_preset_touches_every_level_and_targets_paper_figures(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    out = dry_run(workdir, "paper_figures")
+    runs = train_commands(out)
+    grid = CONFIG["presets"]["smoke"]["grid"]
+    # The issue's smoke grid: both envs (3s_vs_5z on smax), PS/NPS, COMM or not, H 32/64/128,
+    # at least 2 seeds, every combination (the figures need them all).
+    assert set(grid["env"]) == {"predator_prey", "3s_vs_5z"}
+    assert set(grid["share"]) == {"ps", "nps"} and set(grid["comm"]) == {False, True}
+    assert set(grid["hidden"]) == {32, 64, 128} and len(grid["seeds"]) >= 2
+    assert CONFIG["presets"]["smoke"]["backend"]["3s_vs_5z"] == "smax"
+    expected = {
+        (env, share, str(comm).lower(), str(h), str(s))
+        for env, share, comm, h, s in product(
+            grid["env"], grid["share"], grid["comm"], grid["hidden"], grid["seeds"]
+        )
+    }
+    got = {(r["env"], r["share"], r["comm"], r["hidden"], r["seed"]) for r in runs}
+    assert got == expected and len(runs) == len(expected)
+    check_run_paths(runs, "smoke")
+    for run in runs:
+        assert run["device"] == "cpu"
+        assert run["budget"] == str(CONFIG["presets"]["smoke"]["budget"][run["env"]])
+    counts = job_counts(out)
+    assert counts == {
+        "train": len(expected),
+        "aggregate": 1,
+        "report": 1,
+        "paper_figures": 1,
+    }, counts
+    # Every figure of the paper is an output of the named target, Figure 5(a)/(b) included.
+    for name in ("fig5a_3s_vs_5z_ps_iql_hidden_smax", "fig5b_3s_vs_5z_ps_iql_comm_hidden_smax"):
+        assert f"paper_figures/{name}.pdf" in out
+    assert "paper_figures/param_counts.csv" in out and "paper_figures/replication.md" in out
+
+
+def test_paper_preset_grid_budgets_and_resources(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    out = dry_run(workdir, "--config", "preset=paper")
+    runs = train_commands(out)
+    assert len(runs) == 2 * 2 * 2 * 3 * len(CONFIG["presets"]["paper"]["grid"]["seeds"])
+    assert len({r["seed"] for r in runs}) >= 5
+    check_run_paths(runs, "paper")
+    for run in runs:
+        assert run["budget"] == {"predator_prey": "1000000", "3s_vs_5z": "3000000"}[run["env"]]
+        assert run["eval_interval"] == "10000" and run["eval_episodes"] == "20"
+        assert run["backend"] == {"predator_prey": "native", "3s_vs_5z": "sc2"}[run["env"]]
+        assert run["wandb_mode"] == "offline" and run["wandb_group"] == "paper"
+    counts = job_counts(out)
+    assert counts["publish_wandb"] == 1 and counts["all"] == 1
+    # Resources come from the rule: memory per backend, run time from the budget.
+    resources = {}
+    for block in out.split("\n\n"):
+        m = re.search(r"results/paper/runs/[^\n]*?/(native|sc2)/[^\n]*metrics\.csv", block)
+        r = re.search(r"resources: (.*)", block)
+        if m and r and "rule train" in block:
+            resources[m[1]] = dict(kv.split("=", 1) for kv in r[1].split(", "))
+    assert set(resources) == {"native", "sc2"}
+    assert int(resources["sc2"]["mem_mb"]) > int(resources["native"]["mem_mb"])
+    assert int(resources["sc2"]["runtime"]) > int(resources["native"]["runtime"]) >= 60
+    assert resources["native"]["gpu"] == "0"
+
+
+def test_gpu_resource_trains_on_cuda(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    runs = train_commands(dry_run(workdir, "--set-resources", "train:gpu=1"))
+    assert runs and all(r["device"] == "cuda" for r in runs)
+
+
+def test_train_keys_and_per_point_overrides(tmp_path):
+    overlay = {
+        "presets": {
+            "smoke": {
+                "train": {"lr": 0.001, "env_args": {"penalty": -0.5}},
+                "overrides": [
+                    {
+                        "where": {"env": "predator_prey", "share": "nps", "comm": True, "seed": 1},
+                        "set": {"msg_hidden": 32},
+                    }
+                ],
+            }
+        },
+        "wandb": {"mode": "disabled"},
+    }
+    workdir = copy_workflow(tmp_path, overlay)
+    runs = train_commands(dry_run(workdir, "--configfile", "overlay.yaml"))
+    assert all(r["lr"] == "0.001" and r["env_args.penalty"] == "-0.5" for r in runs)
+    assert all(r["wandb_mode"] == "disabled" for r in runs)
+    hit = [r for r in runs if "msg_hidden" in r]
+    assert len(hit) == 3  # H 32, 64, 128
+    assert all(
+        (r["env"], r["share"], r["comm"], r["seed"], r["msg_hidden"])
+        == ("predator_prey", "nps", "true", "1", "32")
+        for r in hit
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "overlay", "message"),
+    [
+        (("--config", "preset=nope"), None, "config: preset: unknown preset 'nope'"),
+        (
+            (),
+            {"presets": {"smoke": {"budget": {"predator_prey": 0}}}},
+            "['budget']['predator_prey']",
+        ),
+        ((), {"presets": {"smoke": {"grid": {"share": ["ps", "xps"]}}}}, "xps"),
+        ((), {"presets": {"smoke": {"backend": {"3s_vs_5z": "native"}}}}, "backend.3s_vs_5z"),
+        ((), {"presets": {"smoke": {"grid": {"env": ["pong"]}}}}, "unknown env 'pong'"),
+        ((), {"presets": {"smoke": {"train": {"seed": 3}}}}, "seed"),
+        ((), {"wandb": {"mode": "sometimes"}}, "sometimes"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_field(tmp_path, args, overlay, message):
+    workdir = copy_workflow(tmp_path, overlay)
+    extra = ("--configfile", "overlay.yaml") if overlay else ()
+    res = snakemake(workdir, "-n", "--cores", "1", *extra, *args, timeout=120)
+    assert res.returncode != 0
+    assert message in res.stdout, res.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_tiny_grid_end_to_end(tmp_path):
+    """`snakemake` (rule all) on a tiny grid of both envs: runs, table, figures, tables,
+    replication report and the offline W&B publish; a second call has nothing to do."""
+    overlay = {
+        "presets": {
+            "smoke": {
+                "grid": {"share": ["nps"], "comm": [False, True], "hidden": [64], "seeds": [0]},
+                "budget": {"predator_prey": 200, "3s_vs_5z": 100},
+                "eval_interval": 100,
+                "eval_episodes": 2,
+            }
+        }
+    }
+    workdir = copy_workflow(tmp_path, overlay)
+    res = snakemake(workdir, "--cores", "2", "--configfile", "overlay.yaml", timeout=480)
+    assert res.returncode == 0, res.stdout[-6000:]
+
+    run_dirs = sorted(p.parent for p in (workdir / "results/smoke/runs").rglob("metrics.csv"))
+    assert len(run_dirs) == 4
+    for run_dir in run_dirs:
+        rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+        assert rows and rows[0]["env_steps"] == "0"
+        assert (run_dir / "checkpoint").is_dir()
+
+    table = list(csv.DictReader((workdir / "results/smoke/all_runs.csv").open()))
+    assert len({row["run_dir"] for row in table}) == 4
+    assert {row["method"] for row in table} == {"NPS+IQL", "NPS+IQL+COMM"}
+    figures = workdir / "paper_figures"
+    manifest = json.loads((figures / "figures.json").read_text())
+    for fig in manifest["figures"]:
+        for name in fig["files"]:
+            assert (figures / name).stat().st_size > 0, name
+    # The parameter-count table comes from the runs' run_info.json through the aggregated table.
+    params = (figures / "param_counts.csv").read_text()
+    for method in ("NPS+IQL", "NPS+IQL+COMM"):
+        assert str(PREDATOR_PREY_H64_PARAMS[method]) in params, (method, params)
+    report = json.loads((figures / "replication.json").read_text())
+    assert len(report["claims"]) == 5
+    assert (figures / "replication.md").read_text().startswith("# Replication report")
+    record = json.loads((workdir / "results/smoke/wandb_publish.json").read_text())
+    assert record["mode"] == "offline"
+    assert list((workdir / "results/smoke/wandb").rglob("*.wandb"))
+
+    again = snakemake(workdir, "--cores", "2", "--configfile", "overlay.yaml", "-n", timeout=120)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
+    """SIGKILL a training job under Snakemake after its first checkpoints; Snakemake fails and
+    deletes metrics.csv; a rerun resumes from the checkpoint (not from scratch) and finishes."""
+    overlay = {
+        "presets": {
+            "smoke": {
+                "budget": {"predator_prey": 3000},
+                "eval_interval": 200,
+                "eval_episodes": 1,
+            }
+        },
+        "wandb": {"mode": "disabled"},
+    }
+    workdir = copy_workflow(tmp_path, overlay)
+    run = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed0"
+    target = f"{run}/metrics.csv"
+    # (--configfile takes several values: the target goes before it)
+    args = (target, "--cores", "1", "--retries", "0", "--configfile", "overlay.yaml")
+
+    proc = start_snakemake(workdir, *args)
+    try:
+
+        def trainer_pid():
+            for pid in descendants(proc.pid):
+                words = cmdline(pid)
+                if "train" in words and any(w.startswith("out=") for w in words):
+                    return pid
+            return None
+
+        pid = wait_for(trainer_pid, 120, "the training job to start")
+        metrics = workdir / target
+        # Wait for three evaluations (each writes metrics.csv, then the checkpoint).
+        wait_for(
+            lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 4,
+            120,
+            "three evaluations",
+            interval=0.05,
+        )
+        before = list(csv.DictReader(metrics.open()))
+        os.kill(pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+            proc.communicate()
+    assert proc.returncode != 0, out[-3000:]
+    assert not metrics.exists(), "Snakemake should delete the output of the failed job"
+    assert any((workdir / run / "checkpoint").iterdir()), "the checkpoint must survive"
+    last_before = int(before[-1]["env_steps"])
+    assert 0 < last_before < 3000
+
+    res = snakemake(workdir, *args, timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:]
+    log = (
+        workdir / "results/smoke/logs/train/predator_prey/native/nps_comm/h32/seed0.log"
+    ).read_text()
+    assert "resuming" in log, log[-2000:]
+    m = re.search(r"checkpoint at env step (\d+)", log)
+    assert m, log[-2000:]
+    resumed_at = int(m[1])
+    # The checkpoint follows each metrics.csv write, so it holds every row we saw but perhaps
+    # the last one.
+    kept = [row for row in before if int(row["env_steps"]) <= resumed_at]
+    assert len(kept) >= len(before) - 1 >= 2
+    after = list(csv.DictReader(metrics.open()))
+    # The rows written before the kill come back unchanged (wall-clock columns included, which
+    # a fresh run could not reproduce), and the run went on to its budget.
+    assert after[: len(kept)] == kept
+    assert int(after[-1]["env_steps"]) > last_before
+    assert int(after[-1]["env_steps"]) + 200 >= 3000

@@ -1,0 +1,28 @@
+"""One `ficomm train` job per grid point.
+
+The run directory also holds `checkpoint/`, which is deliberately not an output: Snakemake
+deletes the outputs of a failed job, and the checkpoint is what a killed, timed-out or preempted
+job resumes from when it is retried (`ficomm train` rewrites metrics.csv from it).
+"""
+
+
+rule train:
+    output:
+        metrics=f"{RUN_DIR}/metrics.csv",
+        run_info=f"{RUN_DIR}/run_info.json",
+    log:
+        f"{LOG_DIR}/train/{{env}}/{{backend}}/{{share}}_{{comm}}/h{{hidden}}/seed{{seed}}.log",
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.metrics),
+        args=train_args,
+        device=train_device,
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+        gpu=0,
+    conda:
+        "../envs/ficomm.yaml"
+    shell:
+        "ficomm train out={params.out:q} {params.args} device={params.device}"
+        " threads={threads} > {log:q} 2>&1"
