@@ -12,7 +12,7 @@ from synthetic_runs import make_runs
 
 from ficomm import cli as ficomm_cli
 from ficomm.analysis import cli
-from ficomm.analysis.figures import figure_specs
+from ficomm.analysis.figure_specs import figure_specs
 
 
 def test_pipeline_end_to_end(tmp_path, monkeypatch):

@@ -69,7 +69,6 @@ rule publish_wandb:
         table=f"{RESULTS}/all_runs.csv",
         figures=rules.paper_figures.output,
         report=rules.report.output.json,
-        reference=REFERENCE,
     output:
         f"{RESULTS}/wandb_publish.json",
     log:
@@ -82,5 +81,5 @@ rule publish_wandb:
         "../envs/ficomm.yaml"
     shell:
         "ficomm analysis publish --runs {input.table:q} --figures-dir {params.figures:q}"
-        " --report {input.report:q} --reference {input.reference:q}"
+        " --report {input.report:q}"
         " --wandb-dir {params.wandb_dir:q} {params.args} --out {output:q} > {log:q} 2>&1"

@@ -182,7 +182,7 @@ def figure_files():
     """Every file `ficomm analysis figures` writes for the grid (asked from the analysis code)."""
     import pandas as pd
     from ficomm.analysis.aggregate import method_label
-    from ficomm.analysis.figures import figure_specs
+    from ficomm.analysis.figure_specs import figure_specs
 
     grid = pd.DataFrame(
         [

@@ -81,9 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entity", default=None)
     p.add_argument("--name", default=None, help="W&B run name")
     p.add_argument("--reference-project", default=None, help="'entity/project' pulled when online")
-    p.add_argument(
-        "--reference", default=None, help="config/reference.yaml (wandb.reference_project)"
-    )
     return parser
 
 
@@ -135,7 +132,6 @@ def _run(args: argparse.Namespace) -> None:
         verdicts = ", ".join(f"{c['id']}: {c['verdict']}" for c in report["claims"])
         print(f"replication report -> {args.out_dir} ({verdicts})")
     if args.command == "publish":
-        from ficomm.analysis.claims import load_reference
         from ficomm.analysis.publish import publish, write_publish_record
 
         report_path = Path(args.report)
@@ -144,10 +140,6 @@ def _run(args: argparse.Namespace) -> None:
                 f"{report_path}: replication report not found (run `claims` first)"
             )
         report = json.loads(report_path.read_text())
-        reference = load_reference(args.reference) if args.reference else {}
-        ref_project = args.reference_project or (reference.get("wandb") or {}).get(
-            "reference_project"
-        )
         record = publish(
             df,
             args.figures_dir,
@@ -157,7 +149,7 @@ def _run(args: argparse.Namespace) -> None:
             project=args.project,
             entity=args.entity,
             name=args.name,
-            reference_project=ref_project,
+            reference_project=args.reference_project,
             **stat,
         )
         write_publish_record(record, args.out)

@@ -36,18 +36,13 @@ from ficomm.analysis.aggregate import (  # noqa: E402
     env_title,
     final_performance,
     main_grid,
-    method_slug,
     primary_metric,
 )
+from ficomm.analysis.figure_specs import figure_specs  # noqa: E402
 
 METHOD_COLORS = dict(zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
 HIDDEN_COLORS = {32: "#7fb3d5", 64: "#2e86c1", 128: "#1b2631"}
 BASIN_COLORS = {"capture": "tab:green", "avoid": "tab:orange", "penalised": "tab:red"}
-# The paper's Figure 5: PS+IQL (a) and PS+IQL+COMM (b) across hidden sizes on 3s_vs_5z.
-PAPER_FIGURE_NAMES = {
-    ("3s_vs_5z", "PS+IQL"): "fig5a_3s_vs_5z_ps_iql_hidden",
-    ("3s_vs_5z", "PS+IQL+COMM"): "fig5b_3s_vs_5z_ps_iql_comm_hidden",
-}
 
 
 # ---------------------------------------------------------------- plotted data
@@ -190,37 +185,6 @@ def plot_seed_points(data: pd.DataFrame, *, env: str, title: str, ylabel: str) -
 # ---------------------------------------------------------------- one call for all of them
 
 
-def figure_specs(df: pd.DataFrame) -> list[dict]:
-    """What to draw for the data: one dict per figure (name, kind, env, backend, method...).
-
-    Needs only the columns env, backend, method and hidden, so a workflow can list the files
-    a grid will produce before any run exists; every listed figure has runs to plot.
-    """
-    specs = []
-    for env, backend in _env_backends(df):
-        sel = df[(df["env"] == env) & (df["backend"] == backend)]
-        if (sel["hidden"] == DEFAULT_HIDDEN).any():
-            specs.append(
-                dict(
-                    name=f"curves_{env}_h{DEFAULT_HIDDEN}_{backend}",
-                    kind="methods",
-                    env=env,
-                    backend=backend,
-                )
-            )
-        for method in [m for m in METHODS if m in set(sel["method"])]:
-            stem = PAPER_FIGURE_NAMES.get((env, method), f"hidden_{env}_{method_slug(method)}")
-            specs.append(
-                dict(
-                    name=f"{stem}_{backend}", kind="hidden", env=env, backend=backend, method=method
-                )
-            )
-        specs.append(
-            dict(name=f"final_seeds_{env}_{backend}", kind="seeds", env=env, backend=backend)
-        )
-    return specs
-
-
 def make_figure(
     spec: dict,
     df: pd.DataFrame,
@@ -300,10 +264,6 @@ def write_figures(
         )
     (out_dir / "figures.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _env_backends(df: pd.DataFrame) -> list[tuple[str, str]]:
-    return sorted({(e, b) for e, b in zip(df["env"], df["backend"], strict=True)})
 
 
 def _jitter(data: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,53 @@
+"""Which figures a grid produces, and their file names, without importing matplotlib.
+
+The workflow lists these files as outputs at every Snakemake start (also inside each SLURM
+job), so this module stays light; `figures.py` draws them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ficomm.analysis.aggregate import DEFAULT_HIDDEN, METHODS, method_slug
+
+# The paper's Figure 5: PS+IQL (a) and PS+IQL+COMM (b) across hidden sizes on 3s_vs_5z.
+PAPER_FIGURE_NAMES = {
+    ("3s_vs_5z", "PS+IQL"): "fig5a_3s_vs_5z_ps_iql_hidden",
+    ("3s_vs_5z", "PS+IQL+COMM"): "fig5b_3s_vs_5z_ps_iql_comm_hidden",
+}
+
+
+def figure_specs(df: pd.DataFrame) -> list[dict]:
+    """What to draw for the data: one dict per figure (name, kind, env, backend, method...).
+
+    Needs only the columns env, backend, method and hidden, so a workflow can list the files
+    a grid will produce before any run exists; every listed figure has runs to plot.
+    """
+    specs = []
+    for env, backend in env_backends(df):
+        sel = df[(df["env"] == env) & (df["backend"] == backend)]
+        if (sel["hidden"] == DEFAULT_HIDDEN).any():
+            specs.append(
+                dict(
+                    name=f"curves_{env}_h{DEFAULT_HIDDEN}_{backend}",
+                    kind="methods",
+                    env=env,
+                    backend=backend,
+                )
+            )
+        for method in [m for m in METHODS if m in set(sel["method"])]:
+            stem = PAPER_FIGURE_NAMES.get((env, method), f"hidden_{env}_{method_slug(method)}")
+            specs.append(
+                dict(
+                    name=f"{stem}_{backend}", kind="hidden", env=env, backend=backend, method=method
+                )
+            )
+        specs.append(
+            dict(name=f"final_seeds_{env}_{backend}", kind="seeds", env=env, backend=backend)
+        )
+    return specs
+
+
+def env_backends(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (env, backend) pairs in the data: each gets its own figures."""
+    return sorted({(e, b) for e, b in zip(df["env"], df["backend"], strict=True)})
