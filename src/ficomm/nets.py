@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from ficomm.methods import Layout
 
+NARROW = 16  # output widths below this use the transposed matmul (Q-values, messages)
+
 
 class GroupLinear(nn.Module):
     """G independent Linear(in, out) layers applied as one batched matmul."""
@@ -31,29 +33,38 @@ class GroupLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:  # (G, R, in) -> (G, R, out)
+        if self.weight.shape[-1] < NARROW:
+            # (W^T x^T)^T: the same product, but MKL runs a many-row, few-column matmul
+            # (and its weight gradient) several times slower than the transposed form.
+            return (
+                torch.bmm(self.weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
+                + self.bias
+            )
         return torch.baddbmm(self.bias, x, self.weight)
 
 
 def _gru_loop(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor, keep: bool):
     """Run the recurrence (gate order r, z, n), writing every step into preallocated
-    (G, T, R, .) tensors. With `keep`, also return the gates the backward pass needs."""
+    tensors. Returns the hidden states h_0..h_T (G, T+1, R, H) (so that the outputs h_1..h_T
+    and the previous states h_0..h_{T-1} are both views) and, with `keep`, the gates the
+    backward pass needs, time-major so that each step writes one contiguous block."""
     G, T, R, _ = gi.shape
     H = h0.shape[-1]
-    hseq = gi.new_empty(G, T, R, H)
-    rz_all = gi.new_empty(G, T, R, 2 * H) if keep else gi.new_empty(G, R, 2 * H)
-    n_all = gi.new_empty(G, T, R, H) if keep else gi.new_empty(G, R, H)
-    ghn_all = gi.new_empty(G, T, R, H) if keep else None
+    hall = gi.new_empty(G, T + 1, R, H)
+    hall[:, 0] = h0
+    steps = T if keep else 1
+    gh_all = gi.new_empty(steps, G, R, 3 * H)
+    rz_all = gi.new_empty(steps, G, R, 2 * H)
+    n_all = gi.new_empty(steps, G, R, H)
     h = h0
     for t in range(T):
-        gh = torch.baddbmm(b_hh, h, w_hh)
-        rz = rz_all[:, t] if keep else rz_all
-        torch.add(gh[..., : 2 * H], gi[:, t, :, : 2 * H], out=rz).sigmoid_()
-        n = n_all[:, t] if keep else n_all
-        torch.addcmul(gi[:, t, :, 2 * H :], rz[..., :H], gh[..., 2 * H :], out=n).tanh_()
-        if keep:
-            ghn_all[:, t] = gh[..., 2 * H :]
-        h = torch.lerp(n, h, rz[..., H:], out=hseq[:, t])  # n + z * (h - n)
-    return hseq, (rz_all, n_all, ghn_all)
+        s = t if keep else 0
+        gh = torch.baddbmm(b_hh, h, w_hh, out=gh_all[s])
+        rz = torch.add(gh[..., : 2 * H], gi[:, t, :, : 2 * H], out=rz_all[s]).sigmoid_()
+        n = torch.addcmul(gi[:, t, :, 2 * H :], rz[..., :H], gh[..., 2 * H :], out=n_all[s])
+        n.tanh_()
+        h = torch.lerp(n, h, rz[..., H:], out=hall[:, t + 1])  # n + z * (h - n)
+    return hall, (rz_all, n_all, gh_all)
 
 
 class GRUSequence(torch.autograd.Function):
@@ -68,37 +79,45 @@ class GRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, h0, w_hh, b_hh):
         # gi (G, T, R, 3H), h0 (G, R, H) -> hidden states (G, T, R, H)
-        hseq, (rz, n, gh_n) = _gru_loop(gi, h0, w_hh, b_hh, keep=True)
-        H = h0.shape[-1]
-        r, z = rz[..., :H], rz[..., H:]
-        hprev = torch.cat([h0.unsqueeze(1), hseq[:, :-1]], 1)
         G, T, R, _ = gi.shape
-        # d(pre-activations)/dh_t for all steps: gates r, z, n of gh, then n of gi
+        H = h0.shape[-1]
+        hall, (rz, n, gh) = _gru_loop(gi, h0, w_hh, b_hh, keep=True)
+        hprev = hall[:, :-1]
+        # gates as group-major views (G, T, R, .) of the time-major buffers
+        r = rz[..., :H].transpose(0, 1)
+        z = rz[..., H:].transpose(0, 1)
+        n = n.transpose(0, 1)
+        gh_n = gh[..., 2 * H :].transpose(0, 1)
+        # d(pre-activations)/dh_t for all steps, in the order [gh_n, gh_r, gh_z, gi_n]:
+        # the first three are gh's gates and the last three gi's (gi_r, gi_z equal gh_r,
+        # gh_z), so both gradients are views of one buffer, with no copies.
         coef = gi.new_empty(G, T, R, 4, H)
         a = coef[..., 3, :]
         torch.mul(n, n, out=a).neg_().add_(1).mul_(1 - z)  # (1 - z)(1 - n^2)
-        torch.mul(a, gh_n, out=coef[..., 0, :]).mul_(r).mul_(1 - r)
-        torch.sub(hprev, n, out=coef[..., 1, :]).mul_(z).mul_(1 - z)
-        torch.mul(a, r, out=coef[..., 2, :])
+        torch.mul(a, r, out=coef[..., 0, :])
+        torch.mul(a, gh_n, out=coef[..., 1, :]).mul_(r).mul_(1 - r)
+        torch.sub(hprev, n, out=coef[..., 2, :]).mul_(z).mul_(1 - z)
         ctx.save_for_backward(hprev, z, coef, w_hh)
-        return hseq
+        return hall[:, 1:]
 
     @staticmethod
     def backward(ctx, dhseq):
         hprev, z, coef, w_hh = ctx.saved_tensors
         G, T, R, H = hprev.shape
-        w_t = w_hh.transpose(1, 2)
-        # d(pre-activation) per step: [gh_r, gh_z, gh_n, gi_n]; gi_r, gi_z equal gh_r, gh_z
-        dpre = coef.new_empty(G, T, R, 4, H)
+        # rows of W_hh^T in the gate order n, r, z of the first three coefficients
+        w_t = torch.cat([w_hh[..., 2 * H :], w_hh[..., : 2 * H]], -1).transpose(1, 2)
+        dpre = coef.new_empty(G, T, R, 4 * H)
         g = torch.zeros_like(hprev[:, 0])
         for t in range(T - 1, -1, -1):
             g = g + dhseq[:, t]  # dL/dh_t: from the output at t and from step t+1
-            d = torch.mul(g.unsqueeze(-2), coef[:, t], out=dpre[:, t])
-            g = torch.baddbmm(g * z[:, t], d[..., :3, :].reshape(G, R, 3 * H), w_t)
-        dgh = dpre[..., :3, :].reshape(G, T * R, 3 * H)
-        dgi = torch.cat([dpre[..., :2, :], dpre[..., 3:, :]], -2).view(G, T, R, 3 * H)
+            d = dpre[:, t]
+            torch.mul(g.unsqueeze(-2), coef[:, t], out=d.view(G, R, 4, H))
+            g = torch.baddbmm(g * z[:, t], d[..., : 3 * H], w_t)
+        dgh = dpre[..., : 3 * H].reshape(G, T * R, 3 * H)  # a view: gates n, r, z
+        dgi = dpre[..., H:]  # a view: gates r, z, n
         dw = torch.bmm(hprev.reshape(G, T * R, H).transpose(1, 2), dgh)
         db = dgh.sum(1, keepdim=True)
+        dw, db = (torch.cat([x[..., H:], x[..., :H]], -1) for x in (dw, db))
         return dgi, g, dw, db
 
 
@@ -106,7 +125,7 @@ def gru_sequence(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
     """Hidden states (G, T, R, H) of a grouped GRU from its input projection gi (G, T, R, 3H)."""
     if torch.is_grad_enabled() and any(x.requires_grad for x in (gi, h0, w_hh, b_hh)):
         return GRUSequence.apply(gi, h0, w_hh, b_hh)
-    return _gru_loop(gi, h0, w_hh, b_hh, keep=False)[0]
+    return _gru_loop(gi, h0, w_hh, b_hh, keep=False)[0][:, 1:]
 
 
 class GroupGRUCell(nn.Module):

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import io
 import os
 import sys
+import types
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -82,13 +84,44 @@ def _import_jax(device: str):
         import jax
 
         with _silence_stdout():
-            import jaxmarl
+            smax = _import_smax_only()
     except ImportError as err:
         raise ConfigError(
             "backend: 'smax' needs jaxmarl 0.2.0 and jax, which are not installed: "
             "pip install 'ficomm[smax]' (or: pip install jaxmarl==0.2.0)"
         ) from err
-    return jax, jaxmarl
+    return jax, smax
+
+
+def _import_smax_only():
+    """Import ``jaxmarl.environments.smax`` without jaxmarl's package ``__init__``.
+
+    That ``__init__`` imports every jaxmarl environment (STORM alone spends ~3 s building JAX
+    constants), about 6 s per training process, of which SMAX needs nothing. The two parent
+    packages are registered as bare packages for the import and removed after it, so a later
+    ``import jaxmarl`` still runs the real one (and reuses the SMAX modules loaded here).
+    """
+    if "jaxmarl.environments.smax" in sys.modules:
+        return sys.modules["jaxmarl.environments.smax"]
+    if "jaxmarl" in sys.modules:  # the user imported jaxmarl already: nothing to save
+        import jaxmarl.environments.smax as smax
+
+        return smax
+    spec = importlib.util.find_spec("jaxmarl")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("jaxmarl is not installed")
+    root = list(spec.submodule_search_locations)[0]
+    parents = {"jaxmarl": root, "jaxmarl.environments": os.path.join(root, "environments")}
+    for name, path in parents.items():
+        module = types.ModuleType(name)
+        module.__path__ = [path]
+        sys.modules[name] = module
+    try:
+        import jaxmarl.environments.smax as smax
+    finally:
+        for name in parents:
+            sys.modules.pop(name, None)
+    return smax
 
 
 def _jax_device(device: str):
@@ -124,12 +157,11 @@ class _Kernels(NamedTuple):
 def _kernels(map_name: str, episode_limit: int) -> _Kernels:
     import jax  # already imported by _import_jax, with the platform chosen there
     import jax.numpy as jnp
-    import jaxmarl
-    from jaxmarl.environments.smax import map_name_to_scenario
 
-    env = jaxmarl.make(
-        "HeuristicEnemySMAX",
-        scenario=map_name_to_scenario(map_name),
+    smax = sys.modules["jaxmarl.environments.smax"]
+    # what jaxmarl.make("HeuristicEnemySMAX", **kwargs) builds
+    env = smax.HeuristicEnemySMAX(
+        scenario=smax.map_name_to_scenario(map_name),
         max_steps=episode_limit,
     )
     agents = list(env.agents)
