@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ficomm.envs.base import EnvInfo
-
 
 @dataclass(frozen=True)
 class Layout:
@@ -30,11 +28,11 @@ class Layout:
         """Number of parameter owners (each with its own optimizer state and clipping)."""
         return 1 if self.shared else n_agents
 
-    def q_input_width(self, info: EnvInfo, msg_dim: int) -> int:
-        n = info.n_agents
-        width = info.obs_size + info.n_actions
-        width += n if self.agent_id else 0
-        width += (n - 1) * msg_dim if self.comm else 0
+    def q_input_width(self, n_agents: int, obs_size: int, n_actions: int, msg_dim: int) -> int:
+        """Width of the Q-net input under this layout (the spec's section 2 table)."""
+        width = obs_size + n_actions
+        width += n_agents if self.agent_id else 0
+        width += (n_agents - 1) * msg_dim if self.comm else 0
         width += msg_dim if self.own_message else 0
         return width
 

@@ -207,10 +207,7 @@ class AgentNets(nn.Module):
         self.per_group = n_agents // self.groups
         self.hidden = hidden
         self.msg_dim = msg_dim
-        width = obs_size + n_actions
-        width += n_agents if layout.agent_id else 0
-        width += (n_agents - 1) * msg_dim if layout.comm else 0
-        width += msg_dim if layout.own_message else 0
+        width = layout.q_input_width(n_agents, obs_size, n_actions, msg_dim)
         self.in_features = width
         self.q = QNet(self.groups, width, hidden, n_actions)
         self.msg = MessageNet(self.groups, obs_size, msg_hidden, msg_dim) if layout.comm else None

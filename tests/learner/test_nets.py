@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from ficomm.envs.base import EnvInfo
 from ficomm.methods import layout_for
 from ficomm.nets import AgentNets, GRUSequence, gru_sequence
 
@@ -34,13 +33,12 @@ WIDTHS = {(28, 5, 4): (33, 73, 37, 67), (48, 11, 3): (59, 89, 62, 82)}
 @pytest.mark.parametrize("hidden", [32, 64, 128])
 def test_widths_and_parameter_counts_match_the_spec(sizes, hidden):
     obs, actions, n = sizes
-    info = EnvInfo(n, actions, obs, 1, 10, False)
     for (share, comm), width, count in zip(
         METHODS, WIDTHS[sizes], PARAM_COUNTS[sizes][hidden], strict=True
     ):
         layout = layout_for(share, comm)
         nets = AgentNets(layout, n, obs, actions, hidden)
-        assert nets.in_features == width == layout.q_input_width(info, 10)
+        assert nets.in_features == width == layout.q_input_width(n, obs, actions, 10)
         assert nets.params_per_group() == count, (share, comm, hidden)
         assert nets.groups == (1 if share == "ps" else n)
         # every parameter tensor is stacked over the owners
