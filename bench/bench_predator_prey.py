@@ -20,13 +20,13 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import machine
 
 from ficomm.envs.predator_prey import PredatorPrey, VectorPredatorPrey
 
@@ -101,19 +101,6 @@ def bench_vector(seconds: float, num_envs: int, actions: np.ndarray) -> tuple[fl
     start = time.perf_counter()
     wall, cpu = timed(seconds, chunk)
     return wall, cpu, slots / (time.perf_counter() - start)
-
-
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    return {"uname": uname or " ".join(platform.uname()), "cpu": cpu, "cores": str(os.cpu_count())}
 
 
 def main() -> None:

@@ -19,33 +19,24 @@ import argparse
 import csv
 import datetime as dt
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine
 
 METHODS = [("ps", False), ("ps", True), ("nps", False), ("nps", True)]
 
 
-def machine() -> list[str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
+def machine_lines() -> list[str]:
+    info = machine()
     return [
-        f"- machine: `{uname or platform.platform()}`",
-        f"- CPU: {cpu}, {os.cpu_count()} logical cores",
-        f"- Python {platform.python_version()}",
+        f"- machine: `{info['uname']}`",
+        f"- CPU: {info['cpu']}, {info['cores']} logical cores",
+        f"- Python {info['python']}",
     ]
 
 
@@ -190,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# SMAX 3s_vs_5z speed (backend `smax`)",
         "",
-        *machine(),
+        *machine_lines(),
         f"- date: {started:%Y-%m-%d %H:%M} UTC",
         f"- load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
         f"after: {', '.join(f'{x:.2f}' for x in load_after)}",
