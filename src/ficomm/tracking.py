@@ -46,15 +46,16 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
+def write_metrics_csv(path: Path, history: list[dict[str, Any]], backend: str) -> None:
     """One row per evaluation; empty cells where a value does not exist (no win signal,
-    no training loss before the first gradient step)."""
+    no training loss before the first gradient step). The last column names the backend, so
+    a CSV read on its own never passes SMAX results off as StarCraft II ones."""
     columns = COLUMNS + sorted({k for row in history for k in row} - set(COLUMNS))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([*columns, "backend"])
     for row in history:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([*(_cell(row.get(c)) for c in columns), backend])
     write_atomic(path, buf.getvalue())
 
 

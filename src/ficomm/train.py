@@ -253,7 +253,7 @@ def train(cfg: Config) -> int:
 
     if ckpt is not None:
         run.restore(ckpt)
-        write_metrics_csv(metrics_path, run.c.history)
+        write_metrics_csv(metrics_path, run.c.history, cfg.backend)
         if run.finished:
             print(f"ficomm train: {out} is already finished; nothing to do", file=sys.stderr)
             return 0
@@ -318,7 +318,7 @@ def _loop(run: Run, stop: StopFlag, tracker: WandbTracker, metrics_path: Path) -
                 c.evals_done += 1
                 c.loss_sum, c.loss_count = 0.0, 0
                 loss_sum.zero_()
-                write_metrics_csv(metrics_path, c.history)
+                write_metrics_csv(metrics_path, c.history, cfg.backend)
                 checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
                 tracker.log(row)
                 progress.report(row)
@@ -338,7 +338,7 @@ def _loop(run: Run, stop: StopFlag, tracker: WandbTracker, metrics_path: Path) -
         run.finished = True
         # The finished checkpoint keeps networks and history, not the replay buffer.
         checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=False))
-        write_metrics_csv(metrics_path, c.history)
+        write_metrics_csv(metrics_path, c.history, cfg.backend)
         return 0
     finally:
         progress.close()

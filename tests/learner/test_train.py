@@ -50,6 +50,7 @@ def test_run_directory_contract(reference_run):
     rows = read_metrics(out / "metrics.csv", drop_wall_clock=False)
     assert list(rows[0])[: len(COLUMNS)] == COLUMNS
     assert "eval_captures_mean" in rows[0]
+    assert all(r["backend"] == "native" for r in rows)
     steps = [int(r["env_steps"]) for r in rows]
     # first at step 0; then once per crossed multiple of 500; none at the end
     assert steps[0] == 0 and rows[0]["train_loss"] == "" and rows[0]["grad_steps"] == "0"

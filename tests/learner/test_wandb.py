@@ -49,6 +49,7 @@ def test_offline_run_holds_config_tags_and_metrics(tmp_path):
     assert len(logged) == len(rows) == 2
     for got, row in zip(logged, rows, strict=True):
         assert got["_step"] == int(row["env_steps"])
+        assert row.pop("backend") == "native"  # in the run's config and tags on W&B
         for key, value in row.items():
             if value == "":
                 assert key not in got
