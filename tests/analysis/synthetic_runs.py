@@ -142,6 +142,7 @@ def write_run_dir(
     if env == "predator_prey":
         metrics["eval_captures_mean"] = np.clip((values + 4) / 20, 0, 2)
         metrics["eval_length_mean"] = 100.0
+    metrics["backend"] = backend  # as `ficomm train` writes it
     metrics.to_csv(run_dir / "metrics.csv", index=False)
     return run_dir
 

@@ -123,6 +123,16 @@ def test_method_label_must_agree_with_config(one_run):
         aggregate_runs([one_run])
 
 
+def test_backend_in_metrics_must_agree_with_config(one_run):
+    path = one_run / "metrics.csv"
+    metrics = pd.read_csv(path)
+    assert (aggregate_runs([one_run])["backend"] == metrics["backend"].iloc[0]).all()
+    metrics["backend"] = "sc2" if metrics["backend"].iloc[0] != "sc2" else "smax"
+    metrics.to_csv(path, index=False)
+    with pytest.raises(AnalysisInputError, match="backend .* disagrees with config.yaml"):
+        aggregate_runs([one_run])
+
+
 def test_duplicate_seed_is_refused(one_run, tmp_path):
     shutil.copytree(one_run, tmp_path / "copy")
     with pytest.raises(AnalysisInputError, match="same configuration and seed") as e:

@@ -125,6 +125,11 @@ def _read_run_parts(run_dir: Path) -> tuple[dict, pd.DataFrame]:
     if missing:
         raise AnalysisInputError(f"{run_dir / 'config.yaml'}: missing keys {missing}")
     metrics = _read_metrics(run_dir / "metrics.csv")
+    if "backend" in metrics and (metrics["backend"] != config.get("backend")).any():
+        raise AnalysisInputError(
+            f"{run_dir / 'metrics.csv'}: backend {sorted(set(metrics['backend']))} disagrees "
+            f"with config.yaml (backend={config.get('backend')!r})"
+        )
 
     flat_config = _flatten(config)
     columns: dict[str, object] = dict(flat_config)
@@ -284,6 +289,10 @@ def _read_mapping(path: Path, parse, kind: str) -> dict:
     return data
 
 
+# metrics.csv columns that hold text (every other column must be numeric)
+TEXT_METRICS = ("backend",)
+
+
 def _read_metrics(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise AnalysisInputError(
@@ -299,6 +308,8 @@ def _read_metrics(path: Path) -> pd.DataFrame:
     if df.empty:
         raise AnalysisInputError(f"{path}: no evaluation rows")
     for c in df.columns:
+        if c in TEXT_METRICS:
+            continue
         if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
             try:
                 df[c] = pd.to_numeric(df[c])
