@@ -249,26 +249,24 @@ def test_tiny_grid_end_to_end(tmp_path):
     assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
 
 
-@pytest.mark.slow
-def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
-    """SIGKILL a training job under Snakemake after its first checkpoints; Snakemake fails and
-    deletes metrics.csv; a rerun resumes from the checkpoint (not from scratch) and finishes."""
-    overlay = {
-        "presets": {
-            "smoke": {
-                "budget": {"predator_prey": 3000},
-                "eval_interval": 200,
-                "eval_episodes": 1,
-            }
-        },
-        "wandb": {"mode": "disabled"},
-    }
-    workdir = copy_workflow(tmp_path, overlay)
-    run = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed0"
-    target = f"{run}/metrics.csv"
-    # (--configfile takes several values: the target goes before it)
-    args = (target, "--cores", "1", "--retries", "0", "--configfile", "overlay.yaml")
+KILL_OVERLAY = {
+    "presets": {
+        "smoke": {
+            "budget": {"predator_prey": 3000},
+            "eval_interval": 200,
+            "eval_episodes": 1,
+        }
+    },
+    "wandb": {"mode": "disabled"},
+}
+KILL_RUN = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed0"
+KILL_LOG = "results/smoke/logs/train/predator_prey/native/nps_comm/h32/seed0.log"
 
+
+def _kill_trainer_mid_run(workdir, *args):
+    """Start Snakemake, SIGKILL its training job after three evaluations, and return
+    (Snakemake's exit code, its output, the metrics rows seen before the kill)."""
+    metrics = workdir / KILL_RUN / "metrics.csv"
     proc = start_snakemake(workdir, *args)
     try:
 
@@ -280,7 +278,6 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
             return None
 
         pid = wait_for(trainer_pid, 120, "the training job to start")
-        metrics = workdir / target
         # Wait for three evaluations (each writes metrics.csv, then the checkpoint).
         wait_for(
             lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 4,
@@ -290,22 +287,18 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
         )
         before = list(csv.DictReader(metrics.open()))
         os.kill(pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             kill_group(proc)
             proc.communicate()
-    assert proc.returncode != 0, out[-3000:]
-    assert not metrics.exists(), "Snakemake should delete the output of the failed job"
-    assert any((workdir / run / "checkpoint").iterdir()), "the checkpoint must survive"
-    last_before = int(before[-1]["env_steps"])
-    assert 0 < last_before < 3000
+    return proc.returncode, out, before
 
-    res = snakemake(workdir, *args, timeout=300)
-    assert res.returncode == 0, res.stdout[-4000:]
-    log = (
-        workdir / "results/smoke/logs/train/predator_prey/native/nps_comm/h32/seed0.log"
-    ).read_text()
+
+def _check_resumed(workdir, before):
+    """The job's log says it resumed; the rows written before the kill come back unchanged
+    (wall-clock columns included, which a fresh run could not reproduce); the run finished."""
+    log = (workdir / KILL_LOG).read_text()
     assert "resuming" in log, log[-2000:]
     m = re.search(r"checkpoint at env step (\d+)", log)
     assert m, log[-2000:]
@@ -314,9 +307,37 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     # the last one.
     kept = [row for row in before if int(row["env_steps"]) <= resumed_at]
     assert len(kept) >= len(before) - 1 >= 2
-    after = list(csv.DictReader(metrics.open()))
-    # The rows written before the kill come back unchanged (wall-clock columns included, which
-    # a fresh run could not reproduce), and the run went on to its budget.
+    after = list(csv.DictReader((workdir / KILL_RUN / "metrics.csv").open()))
     assert after[: len(kept)] == kept
-    assert int(after[-1]["env_steps"]) > last_before
+    assert int(after[-1]["env_steps"]) > int(before[-1]["env_steps"])
     assert int(after[-1]["env_steps"]) + 200 >= 3000
+
+
+@pytest.mark.slow
+def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
+    """SIGKILL a training job under Snakemake after its first checkpoints; Snakemake fails and
+    deletes metrics.csv; a rerun resumes from the checkpoint (not from scratch) and finishes."""
+    workdir = copy_workflow(tmp_path, KILL_OVERLAY)
+    target = f"{KILL_RUN}/metrics.csv"
+    # (--configfile takes several values: the target goes before it)
+    args = (target, "--cores", "1", "--retries", "0", "--configfile", "overlay.yaml")
+    code, out, before = _kill_trainer_mid_run(workdir, *args)
+    assert code != 0, out[-3000:]
+    assert not (workdir / target).exists(), "Snakemake should delete the output of the failed job"
+    assert any((workdir / KILL_RUN / "checkpoint").iterdir()), "the checkpoint must survive"
+    assert 0 < int(before[-1]["env_steps"]) < 3000
+
+    res = snakemake(workdir, *args, timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:]
+    _check_resumed(workdir, before)
+
+
+@pytest.mark.slow
+def test_killed_training_job_is_retried_from_its_checkpoint(tmp_path):
+    """With retries (as both profiles set), Snakemake itself reruns a killed training job in
+    the same invocation, and the retry resumes from the checkpoint."""
+    workdir = copy_workflow(tmp_path, KILL_OVERLAY)
+    args = (f"{KILL_RUN}/metrics.csv", "--cores", "1", "--retries", "1")
+    code, out, before = _kill_trainer_mid_run(workdir, *args, "--configfile", "overlay.yaml")
+    assert code == 0, out[-3000:]
+    _check_resumed(workdir, before)
