@@ -101,7 +101,9 @@ class WandbTracker:
             config={**cfg.to_dict(), **{f"info/{k}": v for k, v in run_info.items()}},
             id=run_id,
             resume="allow",
-            dir=str(out),  # W&B writes into <dir>/wandb
+            # W&B writes into <dir>/wandb; absolute because an inherited WANDB_SERVICE means
+            # a wandb-core with another working directory does the writing.
+            dir=str(out.resolve()),
             mode=mode,
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
         )

@@ -155,7 +155,9 @@ def publish(
             for c in report["claims"]
         ]
     )
-    wandb_dir = Path(wandb_dir)
+    # Absolute: an inherited WANDB_SERVICE means a wandb-core started elsewhere (another
+    # working directory) writes the run, and it would resolve a relative dir against its own.
+    wandb_dir = Path(wandb_dir).resolve()
     wandb_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=project,
