@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_utils import copy_workflow, job_counts, snakemake
+from workflow_utils import (
+    copy_workflow,
+    job_counts,
+    kill_group,
+    snakemake,
+    start_snakemake,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -168,3 +175,48 @@ def test_failing_job_makes_snakemake_fail(slurm_cluster, pipeline):
     assert not (workdir / bad / "metrics.csv").exists()
     log = workdir / "results/smoke/logs/train/predator_prey/native/ps_comm/h64/seed0.log"
     assert "batch_size" in log.read_text()
+
+
+def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
+    """SLURM kills a training job at its time limit (state TIMEOUT, as on a cluster when a run
+    outlasts its request); Snakemake's retry submits a new job, which resumes from the run's
+    checkpoint instead of starting again, and finishes."""
+    run = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed0"
+    overlay = {
+        "presets": {
+            "smoke": {
+                "grid": {"env": ["predator_prey"], "hidden": [32]},
+                "budget": {"predator_prey": 150_000},
+                "eval_interval": 500,
+                "eval_episodes": 1,
+            }
+        },
+        "wandb": {"mode": "disabled"},
+    }
+    workdir = copy_workflow(tmp_path, overlay)
+    metrics = workdir / run / "metrics.csv"
+    args = (f"{run}/metrics.csv", *PROFILE, "--retries", "1", "--configfile", "overlay.yaml")
+    proc = start_snakemake(workdir, *args)
+    try:
+        wait_for(
+            lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 4,
+            180,
+            "three evaluations of the first job",
+        )
+        (job,) = slurm_cluster.run("squeue", "-h", "-o", "%i").stdout.split()
+        # A time limit already passed: slurmctld times the job out at its next check.
+        slurm_cluster.run("scontrol", "update", f"JobId={job}", "TimeLimit=0:1")
+        out, _ = proc.communicate(timeout=480)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+            proc.communicate()
+    assert proc.returncode == 0, out[-6000:]
+    jobs = sacct_jobs(slurm_cluster, slurm_run_id(out))
+    assert [j["state"] for j in jobs] == ["TIMEOUT", "COMPLETED"], jobs
+    assert jobs[0]["id"] == job
+    log = workdir / "results/smoke/logs/train/predator_prey/native/nps_comm/h32/seed0.log"
+    m = re.search(r"resuming .*at env step (\d+)", log.read_text())
+    assert m and int(m[1]) > 0, log.read_text()[-2000:]
+    rows = list(csv.DictReader(metrics.open()))
+    assert int(rows[-1]["env_steps"]) + 500 >= 150_000
