@@ -11,6 +11,7 @@ group-major one. Initialisation matches PyTorch's nn.Linear / nn.GRUCell default
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
@@ -128,6 +129,80 @@ def gru_sequence(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
     return _gru_loop(gi, h0, w_hh, b_hh, keep=False)[0][:, 1:]
 
 
+KERNELS = ("auto", "fused", "torch")  # the Q-net recurrence: compiled where it runs, or torch
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def fused_kernel(kernel: str, x: Tensor):
+    """The compiled kernel (ficomm.kernels) if `kernel` allows it and it can run on x (CPU,
+    float32/float64) and on this machine; None means the torch implementation."""
+    if kernel == "torch" or x.device.type != "cpu" or x.dtype not in _SUFFIX:
+        return None
+    from ficomm import kernels
+
+    return kernels.load()
+
+
+def _dims(*d: int):
+    return (ctypes.c_int * len(d))(*d)
+
+
+def _fused_forward(lib, x: Tensor, h0: Tensor, params: list[Tensor], keep: bool):
+    """hall (G, T+1, R, H) and, with `keep`, the activations the backward pass reads."""
+    G, T, R, F = x.shape
+    H = h0.shape[-1]
+    x, h0, *params = (t.contiguous() for t in (x, h0, *params))
+    hall = x.new_empty(G, T + 1, R, H)
+    a1 = x.new_empty(G, T, R, H) if keep else None
+    gates = x.new_empty(G, T, R, 4 * H) if keep else None
+    scratch = x.new_empty(7 * R * H)
+    fn = getattr(lib, f"ficomm_qnet_forward_{_SUFFIX[x.dtype]}")
+    ptrs = [t.data_ptr() for t in (x, h0, *params, hall)]
+    fn(
+        _dims(G, T, R, F, H),
+        *ptrs,
+        *(None if t is None else t.data_ptr() for t in (a1, gates)),
+        scratch.data_ptr(),
+    )
+    return x, hall, a1, gates
+
+
+class FusedQRecurrence(torch.autograd.Function):
+    """fc1 - ReLU - GRU of QNet over T steps in the compiled kernel (forward and backward
+    loops); the weight gradients are large matmuls over the saved activations, as in
+    GRUSequence. Checked against the torch path and by gradcheck in tests/learner."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w1, b1, w_ih, b_ih, w_hh, b_hh, lib):
+        x, hall, a1, gates = _fused_forward(lib, x, h0, [w1, b1, w_ih, b_ih, w_hh, b_hh], True)
+        ctx.lib = lib
+        ctx.save_for_backward(x, hall, a1, gates, w1, w_ih, w_hh)
+        return hall[:, 1:]
+
+    @staticmethod
+    def backward(ctx, dhseq):
+        x, hall, a1, gates, w1, w_ih, w_hh = ctx.saved_tensors
+        G, T, R, F = x.shape
+        H = hall.shape[-1]
+        dhs = dhseq.contiguous()
+        new = dhs.new_empty
+        dgi, dghn, da1 = new(G, T * R, 3 * H), new(G, T * R, H), new(G, T * R, H)
+        dh0, db1, db_ih, db_hh = new(G, R, H), new(G, 1, H), new(G, 1, 3 * H), new(G, 1, 3 * H)
+        w_t = [w.transpose(1, 2).contiguous() for w in (w_ih, w_hh)]
+        outs = (dgi, dghn, da1, dh0, db1, db_ih, db_hh, new(5 * R * H + 3 * H))
+        fn = getattr(ctx.lib, f"ficomm_qnet_backward_{_SUFFIX[dhs.dtype]}")
+        fn(_dims(G, T, R, F, H), *(t.data_ptr() for t in (dhs, hall, a1, gates, *w_t, *outs)))
+        hprev_t = hall[:, :-1].reshape(G, T * R, H).transpose(1, 2)
+        dx = (
+            torch.bmm(da1, w1.transpose(1, 2)).view(G, T, R, F) if ctx.needs_input_grad[0] else None
+        )
+        dw1 = torch.bmm(x.view(G, T * R, F).transpose(1, 2), da1)
+        dw_ih = torch.bmm(a1.view(G, T * R, H).transpose(1, 2), dgi)
+        # dL/d(gh) is [dgi_r, dgi_z, dghn]: the r and z gates' gradients equal gi's
+        dw_hh = torch.cat([torch.bmm(hprev_t, dgi[..., : 2 * H]), torch.bmm(hprev_t, dghn)], -1)
+        return dx, dh0, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, None
+
+
 class GroupGRUCell(nn.Module):
     """G independent GRUCell(H, H); gate order r, z, n as in PyTorch.
 
@@ -155,10 +230,18 @@ class GroupGRUCell(nn.Module):
 
 
 class QNet(nn.Module):
-    """Linear(in, H) - ReLU - GRUCell(H, H) - Linear(H, n_actions), per group."""
+    """Linear(in, H) - ReLU - GRUCell(H, H) - Linear(H, n_actions), per group.
 
-    def __init__(self, groups: int, in_features: int, hidden: int, n_actions: int):
+    `kernel` (one of KERNELS) chooses how fc1 - ReLU - GRU is computed: "torch" (layer by
+    layer, any device), "fused" (the compiled CPU kernel, ficomm.kernels) or "auto" (fused
+    where it runs: CPU, float32/64, a C++ compiler; torch otherwise). Same math either way.
+    """
+
+    def __init__(
+        self, groups: int, in_features: int, hidden: int, n_actions: int, kernel: str = "auto"
+    ):
         super().__init__()
+        self.kernel = kernel
         self.fc1 = GroupLinear(groups, in_features, hidden)
         self.gru = GroupGRUCell(groups, hidden)
         self.fc2 = GroupLinear(groups, hidden, n_actions)
@@ -167,8 +250,17 @@ class QNet(nn.Module):
     def unroll(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         """x (G, T, R, in), h (G, R, H) -> q (G, T, R, n_actions), last hidden (G, R, H)."""
         G, T, R, F = x.shape
-        gi = self.gru.project(torch.relu(self.fc1(x.reshape(G, T * R, F))))
-        hseq = self.gru.sequence(gi.view(G, T, R, -1), h)
+        lib = fused_kernel(self.kernel, x)
+        if lib is None:
+            gi = self.gru.project(torch.relu(self.fc1(x.reshape(G, T * R, F))))
+            hseq = self.gru.sequence(gi.view(G, T, R, -1), h)
+        else:
+            fc1, gru = self.fc1, self.gru
+            params = [fc1.weight, fc1.bias, gru.w_ih, gru.b_ih, gru.w_hh, gru.b_hh]
+            if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, *params)):
+                hseq = FusedQRecurrence.apply(x, h, *params, lib)
+            else:
+                hseq = _fused_forward(lib, x, h, params, keep=False)[1][:, 1:]
         q = self.fc2(hseq.reshape(G, T * R, self.hidden))
         return q.view(G, T, R, -1), hseq[:, -1]
 
@@ -198,6 +290,7 @@ class AgentNets(nn.Module):
         hidden: int,
         msg_hidden: int = 64,
         msg_dim: int = 10,
+        kernel: str = "auto",
     ):
         super().__init__()
         self.layout = layout
@@ -209,7 +302,7 @@ class AgentNets(nn.Module):
         self.msg_dim = msg_dim
         width = layout.q_input_width(n_agents, obs_size, n_actions, msg_dim)
         self.in_features = width
-        self.q = QNet(self.groups, width, hidden, n_actions)
+        self.q = QNet(self.groups, width, hidden, n_actions, kernel)
         self.msg = MessageNet(self.groups, obs_size, msg_hidden, msg_dim) if layout.comm else None
         others = [[j for j in range(n_agents) if j != i] for i in range(n_agents)]
         self.register_buffer("others", torch.tensor(others, dtype=torch.long), persistent=False)

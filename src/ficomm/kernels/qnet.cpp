@@ -1,0 +1,320 @@
+// Fused recurrent part of the grouped Q-net, forward and backward, on the CPU, single-threaded:
+//   a1 = relu(x W1 + b1);  gi = a1 W_ih + b_ih;  GRU step (gate order r, z, n, as
+//   torch.nn.GRUCell) from h_t to h_{t+1}.  The output layer stays in torch (ficomm/nets.py).
+// Compiled at first use by ficomm/kernels/__init__.py with the machine's C++ compiler
+// (-O3 -march=native); nothing here depends on torch.
+//
+// Why: the recurrence is ~100 sequential steps of small matmuls and elementwise gate ops; in
+// torch every one is a separate dispatch and a separate pass over multi-MB tensors. Here each
+// step's rows stay in L1/L2: register-blocked matmuls, then one pass over the gates. The
+// weight gradients are left to large matmuls in torch over the saved activations. The math
+// is that of the torch path in nets.py (results agree to rounding; tests/learner checks it).
+//
+// Layouts (row-major, contiguous), G groups, T steps, R rows per step, F inputs, H hidden:
+//   x     (G, T, R, F)    Q-net inputs          h0    (G, R, H)     initial hidden state
+//   w1    (G, F, H)       fc1 (y = x w1 + b1)   b1    (G, H)
+//   wih, whh (G, H, 3H)   GRU input/recurrent weights, gates [r z n];  bih, bhh (G, 3H)
+//   wiht, whht (G, 3H, H) their transposes (backward)
+//   hall  (G, T+1, R, H)  hidden states h_0..h_T
+//   a1    (G, T, R, H)    relu(x w1 + b1), saved for backward
+//   gates (G, T, R, 4H)   saved for backward: [r z n gh_n], gh_n = (h whh + bhh)_n
+//   dhs   (G, T, R, H)    dL/d(h_1..h_T) from outside the recurrence (the output layer)
+//   dgi   (G, T, R, 3H)   dL/d(gi);  dghn (G, T, R, H) dL/d(gh_n);  da1 (G, T, R, H) dL/d(x w1 + b1)
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#define FI_VBYTES 64
+#elif defined(__AVX__)
+#define FI_VBYTES 32
+#else
+#define FI_VBYTES 16
+#endif
+
+typedef float vf __attribute__((vector_size(FI_VBYTES)));
+typedef double vd __attribute__((vector_size(FI_VBYTES)));
+typedef int32_t vi32 __attribute__((vector_size(FI_VBYTES)));
+
+template <typename T> struct VT;
+template <> struct VT<float> {
+  typedef vf v;
+  static constexpr int N = FI_VBYTES / 4;
+};
+template <> struct VT<double> {
+  typedef vd v;
+  static constexpr int N = FI_VBYTES / 8;
+};
+
+template <typename T> static inline typename VT<T>::v ld(const T* p) {
+  typename VT<T>::v v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T> static inline void st(T* p, typename VT<T>::v v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// ---------------------------------------------------------------------------------- matmul
+// C (M x N) = I + A (M x K) B (K x N); I has row stride ldi (0: one row broadcast, a bias).
+template <typename T, int MR, int NV>
+static inline void block(int K, const T* A, long lda, const T* B, long ldb, T* C, long ldc,
+                         const T* I, long ldi) {
+  typedef typename VT<T>::v V;
+  constexpr int W = VT<T>::N;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = ld<T>(I + i * ldi + v * W);
+  for (int k = 0; k < K; ++k) {
+    V b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = ld<T>(B + k * ldb + v * W);
+    for (int i = 0; i < MR; ++i) {
+      const T a = A[i * lda + k];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) st<T>(C + i * ldc + v * W, acc[i][v]);
+}
+
+template <typename T, int NV>
+static inline void rows(int M, int K, const T* A, long lda, const T* B, long ldb, T* C,
+                        long ldc, const T* I, long ldi) {
+  constexpr int MR = 4;
+  int i = 0;
+  for (; i + MR <= M; i += MR)
+    block<T, MR, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, I + i * ldi, ldi);
+  for (; i < M; ++i) block<T, 1, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, I + i * ldi, ldi);
+}
+
+template <typename T>
+static void gemm(int M, int N, int K, const T* A, long lda, const T* B, long ldb, T* C, long ldc,
+                 const T* I, long ldi) {
+  constexpr int W = VT<T>::N;
+  constexpr int NV = FI_VBYTES == 64 ? 4 : 2;  // accumulators: 4 x NV vector registers
+  int j = 0;
+  for (; j + NV * W <= N; j += NV * W) rows<T, NV>(M, K, A, lda, B + j, ldb, C + j, ldc, I + j, ldi);
+  for (; j + W <= N; j += W) rows<T, 1>(M, K, A, lda, B + j, ldb, C + j, ldc, I + j, ldi);
+  for (; j < N; ++j)
+    for (int i = 0; i < M; ++i) {
+      T c = I[i * ldi + j];
+      for (int k = 0; k < K; ++k) c += A[i * lda + k] * B[k * ldb + j];
+      C[i * ldc + j] = c;
+    }
+}
+
+// ------------------------------------------------------------------------------ activations
+static inline vf sel(vi32 m, vf a, vf b) { return (vf)(((vi32)a & m) | ((vi32)b & ~m)); }
+
+// exp for float lanes: Cephes' expf (range reduction by ln 2, degree-6 polynomial), ~1 ulp.
+static inline vf vexp(vf x) {
+  const vf hi = vf{} + 88.0f, lo = vf{} + -87.0f, one = vf{} + 1.0f;
+  x = sel(x > hi, hi, x);
+  x = sel(x < lo, lo, x);
+  vf fx = x * 1.44269504088896341f + 0.5f;
+  vf tr = __builtin_convertvector(__builtin_convertvector(fx, vi32), vf);
+  fx = tr - sel(tr > fx, one, vf{});  // floor
+  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+  vf z = x * x;
+  vf y = vf{} + 1.9875691500E-4f;
+  y = y * x + 1.3981999507E-3f;
+  y = y * x + 8.3334519073E-3f;
+  y = y * x + 4.1665795894E-2f;
+  y = y * x + 1.6666665459E-1f;
+  y = y * x + 5.0000001201E-1f;
+  y = y * z + x + 1.0f;
+  vi32 e = (__builtin_convertvector(fx, vi32) + 127) << 23;
+  return y * (vf)e;
+}
+
+static inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+
+// tanh for float lanes: Cephes' tanhf (odd polynomial below 0.625, exp form above).
+static inline vf vtanh(vf x) {
+  const vi32 sign = vi32{} + INT32_MIN;
+  vf ax = (vf)((vi32)x & ~sign);
+  vf z = x * x;
+  vf p = vf{} + -5.70498872745E-3f;
+  p = p * z + 2.06390887954E-2f;
+  p = p * z - 5.37397155531E-2f;
+  p = p * z + 1.33314422036E-1f;
+  p = p * z - 3.33332819422E-1f;
+  vf small = p * z * x + x;
+  vf big = 1.0f - 2.0f / (vexp(ax + ax) + 1.0f);
+  big = (vf)((vi32)big | ((vi32)x & sign));
+  return sel(ax < (vf{} + 0.625f), small, big);
+}
+
+// double lanes (tests and float64 runs): the C library, exact to rounding
+static inline vd vsigmoid(vd x) {
+  for (int l = 0; l < VT<double>::N; ++l) x[l] = 1.0 / (1.0 + std::exp(-x[l]));
+  return x;
+}
+static inline vd vtanh(vd x) {
+  for (int l = 0; l < VT<double>::N; ++l) x[l] = std::tanh(x[l]);
+  return x;
+}
+
+// ----------------------------------------------------------------------------------- GRU
+// Each row is processed in W-lane chunks; a ragged last chunk goes through a zero-padded copy.
+template <typename T, int NIN, int NOUT, typename F>
+static inline void lanes(int H, const T* const (&in)[NIN], T* const (&out)[NOUT], F f) {
+  typedef typename VT<T>::v V;
+  constexpr int W = VT<T>::N;
+  int j = 0;
+  for (; j + W <= H; j += W) {
+    V a[NIN], o[NOUT];
+    for (int q = 0; q < NIN; ++q) a[q] = ld<T>(in[q] + j);
+    f(a, o);
+    for (int q = 0; q < NOUT; ++q) st<T>(out[q] + j, o[q]);
+  }
+  if (j < H) {
+    const int n = H - j;
+    T buf[W] = {};
+    V a[NIN], o[NOUT];
+    for (int q = 0; q < NIN; ++q) {
+      std::memcpy(buf, in[q] + j, n * sizeof(T));
+      a[q] = ld<T>(buf);
+    }
+    f(a, o);
+    for (int q = 0; q < NOUT; ++q) {
+      st<T>(buf, o[q]);
+      std::memcpy(out[q] + j, buf, n * sizeof(T));
+    }
+  }
+}
+
+template <typename T> static inline void relu(T* x, long n) {
+  for (long i = 0; i < n; ++i) x[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+// acc (n) += sum of the R rows of x (R x n, row stride ld)
+template <typename T> static inline void add_rows(T* acc, const T* x, int R, int n, long ld) {
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < n; ++j) acc[j] += x[i * ld + j];
+}
+
+template <typename T>
+static void forward(const int* dims, const T* x, const T* h0, const T* w1, const T* b1,
+                    const T* wih, const T* bih, const T* whh, const T* bhh, T* hall, T* a1,
+                    T* gates, T* scratch) {
+  typedef typename VT<T>::v V;
+  const int G = dims[0], T_ = dims[1], R = dims[2], F = dims[3], H = dims[4];
+  const long H3 = 3L * H, H4 = 4L * H;
+  T* sa1 = scratch;               // R x H   (when a1 is not kept)
+  T* sgi = scratch + R * H;       // R x 3H
+  T* sgh = scratch + 4L * R * H;  // R x 3H
+  for (int g = 0; g < G; ++g) {
+    const T *w1g = w1 + (long)g * F * H, *b1g = b1 + (long)g * H;
+    const T *wihg = wih + g * H * H3, *bihg = bih + g * H3;
+    const T *whhg = whh + g * H * H3, *bhhg = bhh + g * H3;
+    T* hg = hall + (long)g * (T_ + 1) * R * H;
+    std::memcpy(hg, h0 + (long)g * R * H, sizeof(T) * R * H);
+    for (int t = 0; t < T_; ++t) {
+      const long off = ((long)g * T_ + t) * R;  // first row of (g, t)
+      const T* hp = hg + (long)t * R * H;
+      T* hn = hg + (long)(t + 1) * R * H;
+      T* a1t = a1 ? a1 + off * H : sa1;
+      gemm<T>(R, H, F, x + off * F, F, w1g, H, a1t, H, b1g, 0);
+      relu(a1t, (long)R * H);
+      gemm<T>(R, 3 * H, H, a1t, H, wihg, H3, sgi, H3, bihg, 0);
+      gemm<T>(R, 3 * H, H, hp, H, whhg, H3, sgh, H3, bhhg, 0);
+      for (int i = 0; i < R; ++i) {
+        const T* xi = sgi + i * H3;
+        const T* yi = sgh + i * H3;
+        const T* in[7] = {xi, xi + H, xi + 2 * H, yi, yi + H, yi + 2 * H, hp + i * H};
+        if (gates) {
+          T* s = gates + (off + i) * H4;
+          T* const out[5] = {hn + i * H, s, s + H, s + 2 * H, s + 3 * H};
+          lanes<T, 7, 5>(H, in, out, [](const V* a, V* o) {
+            V r = vsigmoid(a[0] + a[3]), z = vsigmoid(a[1] + a[4]);
+            V n = vtanh(a[2] + r * a[5]);
+            o[0] = n + z * (a[6] - n);
+            o[1] = r, o[2] = z, o[3] = n, o[4] = a[5];
+          });
+        } else {
+          T* const out[1] = {hn + i * H};
+          lanes<T, 7, 1>(H, in, out, [](const V* a, V* o) {
+            V r = vsigmoid(a[0] + a[3]), z = vsigmoid(a[1] + a[4]);
+            V n = vtanh(a[2] + r * a[5]);
+            o[0] = n + z * (a[6] - n);
+          });
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+static void backward(const int* dims, const T* dhs, const T* hall, const T* a1, const T* gates,
+                     const T* wiht, const T* whht, T* dgi, T* dghn, T* da1, T* dh0, T* db1,
+                     T* dbih, T* dbhh, T* scratch) {
+  typedef typename VT<T>::v V;
+  const int G = dims[0], T_ = dims[1], R = dims[2], H = dims[4];
+  const long H3 = 3L * H, H4 = 4L * H;
+  T* carry = scratch;              // dL/dh_t through step t+1 (R x H)
+  T* gz = scratch + R * H;         // g * z: the direct path from h_{t+1} to h_t
+  T* sgh = scratch + 2L * R * H;   // dL/d(gh_t), R x 3H, rows contiguous for the matmul
+  T* zero = scratch + 5L * R * H;  // 3H zeros: the init row of a plain matmul
+  std::memset(zero, 0, sizeof(T) * H3);
+  std::memset(db1, 0, sizeof(T) * G * H);
+  std::memset(dbih, 0, sizeof(T) * G * H3);
+  std::memset(dbhh, 0, sizeof(T) * G * H3);
+  for (int g = 0; g < G; ++g) {
+    const T *wihtg = wiht + g * H3 * H, *whhtg = whht + g * H3 * H;
+    const T* hg = hall + (long)g * (T_ + 1) * R * H;
+    std::memset(carry, 0, sizeof(T) * R * H);
+    for (int t = T_ - 1; t >= 0; --t) {
+      const long off = ((long)g * T_ + t) * R;
+      for (int i = 0; i < R; ++i) {
+        const T* s = gates + (off + i) * H4;
+        T* di = dgi + (off + i) * H3;
+        T* dr = sgh + i * H3;
+        const T* in[7] = {dhs + (off + i) * H, carry + i * H, hg + ((long)t * R + i) * H,
+                          s, s + H, s + 2 * H, s + 3 * H};
+        T* const out[6] = {di, di + H, di + 2 * H, dr + 2 * H, gz + i * H, dghn + (off + i) * H};
+        lanes<T, 7, 6>(H, in, out, [](const V* a, V* o) {
+          const T one = 1;
+          V gg = a[0] + a[1], r = a[3], z = a[4], n = a[5];
+          V dan = gg * (one - z) * (one - n * n);
+          V dar = dan * a[6] * r * (one - r);
+          V daz = gg * (a[2] - n) * z * (one - z);
+          o[0] = dar, o[1] = daz, o[2] = dan, o[3] = dan * r, o[4] = gg * z, o[5] = dan * r;
+        });
+        // r and z pre-activations are sums gi + gh: the same gradient on both sides
+        std::memcpy(dr, di, sizeof(T) * 2 * H);
+      }
+      add_rows(dbih + g * H3, dgi + off * H3, R, 3 * H, H3);
+      add_rows(dbhh + g * H3, sgh, R, 3 * H, H3);
+      gemm<T>(R, H, 3 * H, sgh, H3, whhtg, H, carry, H, gz, H);
+      // back through gi = a1 W_ih + b_ih and a1 = relu(x W1 + b1)
+      T* d1 = da1 + off * H;
+      gemm<T>(R, H, 3 * H, dgi + off * H3, H3, wihtg, H, d1, H, zero, 0);
+      const T* a1t = a1 + off * H;
+      for (long k = 0; k < (long)R * H; ++k) d1[k] = a1t[k] > T(0) ? d1[k] : T(0);
+      add_rows(db1 + (long)g * H, d1, R, H, H);
+    }
+    std::memcpy(dh0 + (long)g * R * H, carry, sizeof(T) * R * H);
+  }
+}
+
+// dims = {G, T, R, F, H}; see the layouts at the top. forward: a1 and gates may be null (no
+// backward to come). backward: outputs dgi, dghn (the n part of dgh; its r, z parts equal
+// dgi's), da1 (dL/d(x W1 + b1)), dh0 and the three bias gradients.
+extern "C" {
+int ficomm_qnet_abi() { return 2; }
+int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
+#define FI_EXPORT(S, T)                                                                         \
+  void ficomm_qnet_forward_##S(const int* d, const T* x, const T* h0, const T* w1, const T* b1, \
+                               const T* wih, const T* bih, const T* whh, const T* bhh, T* hall, \
+                               T* a1, T* gates, T* sc) {                                        \
+    forward<T>(d, x, h0, w1, b1, wih, bih, whh, bhh, hall, a1, gates, sc);                      \
+  }                                                                                             \
+  void ficomm_qnet_backward_##S(const int* d, const T* dhs, const T* hall, const T* a1,         \
+                                const T* gates, const T* wiht, const T* whht, T* dgi, T* dghn,  \
+                                T* da1, T* dh0, T* db1, T* dbih, T* dbhh, T* sc) {              \
+    backward<T>(d, dhs, hall, a1, gates, wiht, whht, dgi, dghn, da1, dh0, db1, dbih, dbhh, sc); \
+  }
+FI_EXPORT(f32, float)
+FI_EXPORT(f64, double)
+}
