@@ -11,12 +11,18 @@ group-major one. Initialisation matches PyTorch's nn.Linear / nn.GRUCell default
 
 from __future__ import annotations
 
-import ctypes
 import math
 
 import torch
 from torch import Tensor, nn
 
+from ficomm.kernels.functions import (
+    FusedMessageNet,
+    FusedQNet,
+    fused_kernel,
+    message_forward,
+    qnet_forward,
+)
 from ficomm.methods import Layout
 
 NARROW = 16  # output widths below this use the transposed matmul (Q-values, messages)
@@ -129,80 +135,6 @@ def gru_sequence(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
     return _gru_loop(gi, h0, w_hh, b_hh, keep=False)[0][:, 1:]
 
 
-KERNELS = ("auto", "fused", "torch")  # the Q-net recurrence: compiled where it runs, or torch
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-
-
-def fused_kernel(kernel: str, x: Tensor):
-    """The compiled kernel (ficomm.kernels) if `kernel` allows it and it can run on x (CPU,
-    float32/float64) and on this machine; None means the torch implementation."""
-    if kernel == "torch" or x.device.type != "cpu" or x.dtype not in _SUFFIX:
-        return None
-    from ficomm import kernels
-
-    return kernels.load()
-
-
-def _dims(*d: int):
-    return (ctypes.c_int * len(d))(*d)
-
-
-def _fused_forward(lib, x: Tensor, h0: Tensor, params: list[Tensor], keep: bool):
-    """hall (G, T+1, R, H) and, with `keep`, the activations the backward pass reads."""
-    G, T, R, F = x.shape
-    H = h0.shape[-1]
-    x, h0, *params = (t.contiguous() for t in (x, h0, *params))
-    hall = x.new_empty(G, T + 1, R, H)
-    a1 = x.new_empty(G, T, R, H) if keep else None
-    gates = x.new_empty(G, T, R, 4 * H) if keep else None
-    scratch = x.new_empty(7 * R * H)
-    fn = getattr(lib, f"ficomm_qnet_forward_{_SUFFIX[x.dtype]}")
-    ptrs = [t.data_ptr() for t in (x, h0, *params, hall)]
-    fn(
-        _dims(G, T, R, F, H),
-        *ptrs,
-        *(None if t is None else t.data_ptr() for t in (a1, gates)),
-        scratch.data_ptr(),
-    )
-    return x, hall, a1, gates
-
-
-class FusedQRecurrence(torch.autograd.Function):
-    """fc1 - ReLU - GRU of QNet over T steps in the compiled kernel (forward and backward
-    loops); the weight gradients are large matmuls over the saved activations, as in
-    GRUSequence. Checked against the torch path and by gradcheck in tests/learner."""
-
-    @staticmethod
-    def forward(ctx, x, h0, w1, b1, w_ih, b_ih, w_hh, b_hh, lib):
-        x, hall, a1, gates = _fused_forward(lib, x, h0, [w1, b1, w_ih, b_ih, w_hh, b_hh], True)
-        ctx.lib = lib
-        ctx.save_for_backward(x, hall, a1, gates, w1, w_ih, w_hh)
-        return hall[:, 1:]
-
-    @staticmethod
-    def backward(ctx, dhseq):
-        x, hall, a1, gates, w1, w_ih, w_hh = ctx.saved_tensors
-        G, T, R, F = x.shape
-        H = hall.shape[-1]
-        dhs = dhseq.contiguous()
-        new = dhs.new_empty
-        dgi, dghn, da1 = new(G, T * R, 3 * H), new(G, T * R, H), new(G, T * R, H)
-        dh0, db1, db_ih, db_hh = new(G, R, H), new(G, 1, H), new(G, 1, 3 * H), new(G, 1, 3 * H)
-        w_t = [w.transpose(1, 2).contiguous() for w in (w_ih, w_hh)]
-        outs = (dgi, dghn, da1, dh0, db1, db_ih, db_hh, new(5 * R * H + 3 * H))
-        fn = getattr(ctx.lib, f"ficomm_qnet_backward_{_SUFFIX[dhs.dtype]}")
-        fn(_dims(G, T, R, F, H), *(t.data_ptr() for t in (dhs, hall, a1, gates, *w_t, *outs)))
-        hprev_t = hall[:, :-1].reshape(G, T * R, H).transpose(1, 2)
-        dx = (
-            torch.bmm(da1, w1.transpose(1, 2)).view(G, T, R, F) if ctx.needs_input_grad[0] else None
-        )
-        dw1 = torch.bmm(x.view(G, T * R, F).transpose(1, 2), da1)
-        dw_ih = torch.bmm(a1.view(G, T * R, H).transpose(1, 2), dgi)
-        # dL/d(gh) is [dgi_r, dgi_z, dghn]: the r and z gates' gradients equal gi's
-        dw_hh = torch.cat([torch.bmm(hprev_t, dgi[..., : 2 * H]), torch.bmm(hprev_t, dghn)], -1)
-        return dx, dh0, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, None
-
-
 class GroupGRUCell(nn.Module):
     """G independent GRUCell(H, H); gate order r, z, n as in PyTorch.
 
@@ -247,35 +179,49 @@ class QNet(nn.Module):
         self.fc2 = GroupLinear(groups, hidden, n_actions)
         self.hidden = hidden
 
-    def unroll(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        """x (G, T, R, in), h (G, R, H) -> q (G, T, R, n_actions), last hidden (G, R, H)."""
+    def unroll(self, x: Tensor, h: Tensor, grad_cols: int | None = None) -> tuple[Tensor, Tensor]:
+        """x (G, T, R, in), h (G, R, H) -> q (G, T, R, n_actions), last hidden (G, R, H)
+        (returned to carry an unroll on, without gradient: training never backpropagates
+        through it).
+
+        grad_cols: only the last `grad_cols` input columns can carry gradient back into x
+        (the messages; the rest are data), so the fused backward computes only those."""
         G, T, R, F = x.shape
         lib = fused_kernel(self.kernel, x)
         if lib is None:
             gi = self.gru.project(torch.relu(self.fc1(x.reshape(G, T * R, F))))
             hseq = self.gru.sequence(gi.view(G, T, R, -1), h)
+            q = self.fc2(hseq.reshape(G, T * R, self.hidden))
+            return q.view(G, T, R, -1), hseq[:, -1].detach()
+        fc1, gru, fc2 = self.fc1, self.gru, self.fc2
+        params = [fc1.weight, fc1.bias, gru.w_ih, gru.b_ih, gru.w_hh, gru.b_hh]
+        params += [fc2.weight, fc2.bias]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, *params)):
+            q, hall = FusedQNet.apply(x, h, grad_cols, lib, *params)
         else:
-            fc1, gru = self.fc1, self.gru
-            params = [fc1.weight, fc1.bias, gru.w_ih, gru.b_ih, gru.w_hh, gru.b_hh]
-            if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, *params)):
-                hseq = FusedQRecurrence.apply(x, h, *params, lib)
-            else:
-                hseq = _fused_forward(lib, x, h, params, keep=False)[1][:, 1:]
-        q = self.fc2(hseq.reshape(G, T * R, self.hidden))
-        return q.view(G, T, R, -1), hseq[:, -1]
+            q, hall = qnet_forward(lib, x, h, params, keep=False)[:2]
+        return q, hall[:, -1]
 
 
 class MessageNet(nn.Module):
-    """Linear(obs, 64) - ReLU - Linear(64, 64) - ReLU - Linear(64, 10) on the own observation."""
+    """Linear(obs, 64) - ReLU - Linear(64, 64) - ReLU - Linear(64, 10) on the own observation.
+    `kernel` as in QNet."""
 
-    def __init__(self, groups: int, obs_size: int, hidden: int, msg_dim: int):
+    def __init__(self, groups: int, obs_size: int, hidden: int, msg_dim: int, kernel: str = "auto"):
         super().__init__()
         self.fc1 = GroupLinear(groups, obs_size, hidden)
         self.fc2 = GroupLinear(groups, hidden, hidden)
         self.fc3 = GroupLinear(groups, hidden, msg_dim)
+        self.kernel = kernel
 
     def forward(self, obs: Tensor) -> Tensor:  # (G, R, obs) -> (G, R, msg_dim)
-        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(obs)))))
+        lib = fused_kernel(self.kernel, obs)
+        if lib is None:
+            return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(obs)))))
+        params = [p for fc in (self.fc1, self.fc2, self.fc3) for p in (fc.weight, fc.bias)]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (obs, *params)):
+            return FusedMessageNet.apply(obs, lib, *params)
+        return message_forward(lib, obs, params, keep=False)[0]
 
 
 class AgentNets(nn.Module):
@@ -303,7 +249,9 @@ class AgentNets(nn.Module):
         width = layout.q_input_width(n_agents, obs_size, n_actions, msg_dim)
         self.in_features = width
         self.q = QNet(self.groups, width, hidden, n_actions, kernel)
-        self.msg = MessageNet(self.groups, obs_size, msg_hidden, msg_dim) if layout.comm else None
+        self.msg = (
+            MessageNet(self.groups, obs_size, msg_hidden, msg_dim, kernel) if layout.comm else None
+        )
         others = [[j for j in range(n_agents) if j != i] for i in range(n_agents)]
         self.register_buffer("others", torch.tensor(others, dtype=torch.long), persistent=False)
         self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
@@ -326,25 +274,45 @@ class AgentNets(nn.Module):
         n, T, B, _ = obs.shape
         return self.msg(self.to_groups(obs)).view(n, T, B, self.msg_dim)
 
-    def q_inputs(self, obs: Tensor, last_action: Tensor, msgs: Tensor | None = None) -> Tensor:
-        """Concatenate the Q-net input of every agent in the layout's order (n, T, B, in).
+    def q_inputs(
+        self, obs: Tensor, last_action: Tensor, msgs: Tensor | None = None
+    ) -> tuple[Tensor, int]:
+        """The Q-net input of every agent in the layout's order, written group-major
+        (G, T, agents_per_group * B, in) so that the rows of one step are contiguous for the
+        recurrence; and how many trailing columns can carry gradient (the messages that are
+        not detached; everything before them is data).
 
         `msgs` (n, T, B, msg_dim) may be precomputed (NPS training: every agent's messages
         are computed over the minibatch before any update); otherwise they come from obs.
         """
         n, T, B, _ = obs.shape
+        G, k, L = self.groups, self.per_group, self.layout
+        x = obs.new_empty(G, T, k * B, self.in_features)
+        by_agent = x.view(G, T, k, B, -1).permute(0, 2, 1, 3, 4)  # (G, k, T, B, in) view
         parts = [obs, last_action]
-        if self.layout.agent_id:
-            parts.append(self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n))
-        if self.layout.comm:
+        if L.agent_id:
+            parts.append(self.agent_ids.view(n, 1, 1, n))
+        grad_cols = 0
+        if L.comm:
             if msgs is None:
                 msgs = self.messages(obs)
-            sent = msgs.detach() if self.layout.detach_others else msgs
-            others = sent[self.others]  # (n, n-1, T, B, D), ascending sender order
-            parts.append(others.permute(0, 2, 3, 1, 4).reshape(n, T, B, -1))
-            if self.layout.own_message:
+            sent = msgs.detach() if L.detach_others else msgs
+            parts.append(sent[self.others])  # (n, n-1, T, B, D), ascending sender order
+            grad_cols += 0 if L.detach_others else (n - 1) * self.msg_dim
+            if L.own_message:
                 parts.append(msgs)
-        return torch.cat(parts, -1)
+                grad_cols += self.msg_dim
+        c = 0
+        for part in parts:
+            if part.dim() == 5:  # others' messages: (n, n-1, T, B, D) -> columns (n-1) x D
+                width = part.shape[1] * part.shape[-1]
+                dst = by_agent[..., c : c + width].unflatten(-1, part.shape[1::3])
+                dst.copy_(part.view(G, k, *part.shape[1:]).permute(0, 1, 3, 4, 2, 5))
+            else:
+                width = part.shape[-1]
+                by_agent[..., c : c + width] = part.view(G, k, *part.shape[1:])
+            c += width
+        return x, grad_cols
 
     def unroll(
         self,
@@ -360,11 +328,9 @@ class AgentNets(nn.Module):
         """
         n, T, B, _ = obs.shape
         G, k = self.groups, self.per_group
-        x = self.q_inputs(obs, last_action, msgs)
-        # (n, T, B, F) -> (G, T, k*B, F): rows of one time step are contiguous for the loop.
-        x = x.view(G, k, T, B, -1).transpose(1, 2).reshape(G, T, k * B, -1)
+        x, grad_cols = self.q_inputs(obs, last_action, msgs)
         if h is None:
             h = self.initial_hidden(B)
-        q, h = self.q.unroll(x, h)
+        q, h = self.q.unroll(x, h, grad_cols)
         q = q.view(G, T, k, B, -1).transpose(1, 2).reshape(n, T, B, -1)
         return q, h

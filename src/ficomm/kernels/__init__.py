@@ -1,5 +1,5 @@
-"""The compiled CPU kernel of the Q-net's recurrent part (qnet.cpp: fc1, ReLU, GRU input
-projection and the GRU recurrence, forward and backward): built at first use, cached, loaded
+"""The compiled CPU kernels of ficomm.nets (nets.cpp: the Q-net's fc1, ReLU and GRU
+recurrence, and the message net, forward and backward): built at first use, cached, loaded
 with ctypes.
 
 The kernel is compiled with the machine's C++ compiler (`$CXX`, else g++, c++ or clang++) and
@@ -24,8 +24,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("qnet.cpp")
-ABI = 2  # bump with any change of the exported signatures
+SOURCE = Path(__file__).with_name("nets.cpp")
+ABI = 4  # bump with any change of the exported signatures
 BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 NATIVE_FLAGS = ["-march=native"]  # dropped if the compiler refuses it (some ARM toolchains)
 
@@ -97,8 +97,13 @@ def _build(cxx: str, target: Path) -> str | None:
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     dims = [ctypes.POINTER(ctypes.c_int)]
     for dt in ("f32", "f64"):
-        for kind, n_ptrs in (("forward", 12), ("backward", 14)):
-            fn = getattr(lib, f"ficomm_qnet_{kind}_{dt}")
+        for kind, n_ptrs in (
+            ("qnet_forward", 15),
+            ("qnet_backward", 15),
+            ("msg_forward", 11),
+            ("msg_backward", 11),
+        ):
+            fn = getattr(lib, f"ficomm_{kind}_{dt}")
             fn.argtypes = dims + [ctypes.c_void_p] * n_ptrs
             fn.restype = None
     return lib
@@ -114,7 +119,7 @@ def load() -> ctypes.CDLL | None:
         if cxx is None:
             reason = "no C++ compiler found (set CXX, or install g++ or clang++)"
         else:
-            name = f"qnet-{_cache_key(cxx)}.so"
+            name = f"nets-{_cache_key(cxx)}.so"
             candidates = [cache_dir(), Path(tempfile.gettempdir()) / "ficomm-kernels"]
             for directory in candidates:
                 target = directory / name

@@ -1,6 +1,7 @@
-// Fused recurrent part of the grouped Q-net, forward and backward, on the CPU, single-threaded:
-//   a1 = relu(x W1 + b1);  gi = a1 W_ih + b_ih;  GRU step (gate order r, z, n, as
-//   torch.nn.GRUCell) from h_t to h_{t+1}.  The output layer stays in torch (ficomm/nets.py).
+// Fused CPU kernels of ficomm/nets.py, forward and backward, single-threaded:
+//   the Q-net: a1 = relu(x W1 + b1); gi = a1 W_ih + b_ih; GRU step (gate order r, z, n, as
+//   torch.nn.GRUCell) from h_t to h_{t+1}; q_t = h_{t+1} W2 + b2;
+//   the message net: relu(relu(obs W1 + b1) W2 + b2) W3 + b3.
 // Compiled at first use by ficomm/kernels/__init__.py with the machine's C++ compiler
 // (-O3 -march=native); nothing here depends on torch.
 //
@@ -10,15 +11,15 @@
 // weight gradients are left to large matmuls in torch over the saved activations. The math
 // is that of the torch path in nets.py (results agree to rounding; tests/learner checks it).
 //
-// Layouts (row-major, contiguous), G groups, T steps, R rows per step, F inputs, H hidden:
+// Q-net layouts (row-major, contiguous), G groups, T steps, R rows per step, F inputs, H hidden:
 //   x     (G, T, R, F)    Q-net inputs          h0    (G, R, H)     initial hidden state
 //   w1    (G, F, H)       fc1 (y = x w1 + b1)   b1    (G, H)
 //   wih, whh (G, H, 3H)   GRU input/recurrent weights, gates [r z n];  bih, bhh (G, 3H)
-//   wiht, whht (G, 3H, H) their transposes (backward)
+//   wiht, whht (G, 3H, H) their transposes (backward); w2t (G, A, H), b2 (G, A): the output
+//   layer (transposed);  q (G, T, R, A) Q-values;  dq (G, T, R, A) dL/dq
 //   hall  (G, T+1, R, H)  hidden states h_0..h_T
 //   a1    (G, T, R, H)    relu(x w1 + b1), saved for backward
 //   gates (G, T, R, 4H)   saved for backward: [r z n gh_n], gh_n = (h whh + bhh)_n
-//   dhs   (G, T, R, H)    dL/d(h_1..h_T) from outside the recurrence (the output layer)
 //   dgi   (G, T, R, 3H)   dL/d(gi);  dghn (G, T, R, H) dL/d(gh_n);  da1 (G, T, R, H) dL/d(x w1 + b1)
 #include <cmath>
 #include <cstdint>
@@ -101,6 +102,28 @@ static void gemm(int M, int N, int K, const T* A, long lda, const T* B, long ldb
       for (int k = 0; k < K; ++k) c += A[i * lda + k] * B[k * ldb + j];
       C[i * ldc + j] = c;
     }
+}
+
+// C (M x N) = bias + A (M x K) Bt^T for a narrow N (a few outputs): dot products over K,
+// vectorised along K, with Bt (N x K) the transposed weight.
+template <typename T>
+static void gemm_narrow(int M, int N, int K, const T* A, long lda, const T* Bt, T* C, long ldc,
+                        const T* bias) {
+  typedef typename VT<T>::v V;
+  constexpr int W = VT<T>::N;
+  for (int i = 0; i < M; ++i) {
+    const T* a = A + i * lda;
+    for (int j = 0; j < N; ++j) {
+      const T* b = Bt + (long)j * K;
+      V acc = V{};
+      int k = 0;
+      for (; k + W <= K; k += W) acc += ld<T>(a + k) * ld<T>(b + k);
+      T c = bias[j];
+      for (int l = 0; l < W; ++l) c += acc[l];
+      for (; k < K; ++k) c += a[k] * b[k];
+      C[i * ldc + j] = c;
+    }
+  }
 }
 
 // ------------------------------------------------------------------------------ activations
@@ -196,10 +219,10 @@ template <typename T> static inline void add_rows(T* acc, const T* x, int R, int
 
 template <typename T>
 static void forward(const int* dims, const T* x, const T* h0, const T* w1, const T* b1,
-                    const T* wih, const T* bih, const T* whh, const T* bhh, T* hall, T* a1,
-                    T* gates, T* scratch) {
+                    const T* wih, const T* bih, const T* whh, const T* bhh, const T* w2t,
+                    const T* b2, T* q, T* hall, T* a1, T* gates, T* scratch) {
   typedef typename VT<T>::v V;
-  const int G = dims[0], T_ = dims[1], R = dims[2], F = dims[3], H = dims[4];
+  const int G = dims[0], T_ = dims[1], R = dims[2], F = dims[3], H = dims[4], A = dims[5];
   const long H3 = 3L * H, H4 = 4L * H;
   T* sa1 = scratch;               // R x H   (when a1 is not kept)
   T* sgi = scratch + R * H;       // R x 3H
@@ -208,6 +231,7 @@ static void forward(const int* dims, const T* x, const T* h0, const T* w1, const
     const T *w1g = w1 + (long)g * F * H, *b1g = b1 + (long)g * H;
     const T *wihg = wih + g * H * H3, *bihg = bih + g * H3;
     const T *whhg = whh + g * H * H3, *bhhg = bhh + g * H3;
+    const T *w2tg = w2t + (long)g * A * H, *b2g = b2 + (long)g * A;
     T* hg = hall + (long)g * (T_ + 1) * R * H;
     std::memcpy(hg, h0 + (long)g * R * H, sizeof(T) * R * H);
     for (int t = 0; t < T_; ++t) {
@@ -241,44 +265,48 @@ static void forward(const int* dims, const T* x, const T* h0, const T* w1, const
           });
         }
       }
+      gemm_narrow<T>(R, A, H, hn, H, w2tg, q + off * A, A, b2g);
     }
   }
 }
 
 template <typename T>
-static void backward(const int* dims, const T* dhs, const T* hall, const T* a1, const T* gates,
-                     const T* wiht, const T* whht, T* dgi, T* dghn, T* da1, T* dh0, T* db1,
-                     T* dbih, T* dbhh, T* scratch) {
+static void backward(const int* dims, const T* dq, const T* hall, const T* a1, const T* gates,
+                     const T* w2t, const T* wiht, const T* whht, T* dgi, T* dghn, T* da1,
+                     T* dh0, T* db1, T* dbih, T* dbhh, T* scratch) {
   typedef typename VT<T>::v V;
-  const int G = dims[0], T_ = dims[1], R = dims[2], H = dims[4];
+  const int G = dims[0], T_ = dims[1], R = dims[2], H = dims[4], A = dims[5];
   const long H3 = 3L * H, H4 = 4L * H;
   T* carry = scratch;              // dL/dh_t through step t+1 (R x H)
   T* gz = scratch + R * H;         // g * z: the direct path from h_{t+1} to h_t
   T* sgh = scratch + 2L * R * H;   // dL/d(gh_t), R x 3H, rows contiguous for the matmul
-  T* zero = scratch + 5L * R * H;  // 3H zeros: the init row of a plain matmul
+  T* gsum = scratch + 5L * R * H;  // dL/dh_{t+1}: from q_t and from step t+1
+  T* zero = scratch + 6L * R * H;  // 3H zeros: the init row of a plain matmul
   std::memset(zero, 0, sizeof(T) * H3);
   std::memset(db1, 0, sizeof(T) * G * H);
   std::memset(dbih, 0, sizeof(T) * G * H3);
   std::memset(dbhh, 0, sizeof(T) * G * H3);
   for (int g = 0; g < G; ++g) {
     const T *wihtg = wiht + g * H3 * H, *whhtg = whht + g * H3 * H;
+    const T* w2tg = w2t + (long)g * A * H;
     const T* hg = hall + (long)g * (T_ + 1) * R * H;
     std::memset(carry, 0, sizeof(T) * R * H);
     for (int t = T_ - 1; t >= 0; --t) {
       const long off = ((long)g * T_ + t) * R;
+      gemm<T>(R, H, A, dq + off * A, A, w2tg, H, gsum, H, carry, H);  // through q = h w2 + b2
       for (int i = 0; i < R; ++i) {
         const T* s = gates + (off + i) * H4;
         T* di = dgi + (off + i) * H3;
         T* dr = sgh + i * H3;
-        const T* in[7] = {dhs + (off + i) * H, carry + i * H, hg + ((long)t * R + i) * H,
-                          s, s + H, s + 2 * H, s + 3 * H};
+        const T* in[6] = {gsum + i * H, hg + ((long)t * R + i) * H, s, s + H, s + 2 * H,
+                          s + 3 * H};
         T* const out[6] = {di, di + H, di + 2 * H, dr + 2 * H, gz + i * H, dghn + (off + i) * H};
-        lanes<T, 7, 6>(H, in, out, [](const V* a, V* o) {
+        lanes<T, 6, 6>(H, in, out, [](const V* a, V* o) {
           const T one = 1;
-          V gg = a[0] + a[1], r = a[3], z = a[4], n = a[5];
+          V gg = a[0], r = a[2], z = a[3], n = a[4];
           V dan = gg * (one - z) * (one - n * n);
-          V dar = dan * a[6] * r * (one - r);
-          V daz = gg * (a[2] - n) * z * (one - z);
+          V dar = dan * a[5] * r * (one - r);
+          V daz = gg * (a[1] - n) * z * (one - z);
           o[0] = dar, o[1] = daz, o[2] = dan, o[3] = dan * r, o[4] = gg * z, o[5] = dan * r;
         });
         // r and z pre-activations are sums gi + gh: the same gradient on both sides
@@ -298,22 +326,92 @@ static void backward(const int* dims, const T* dhs, const T* hall, const T* a1, 
   }
 }
 
-// dims = {G, T, R, F, H}; see the layouts at the top. forward: a1 and gates may be null (no
+
+// Message net: m = relu(relu(obs w1 + b1) w2 + b2) w3 + b3, rows in chunks that stay in L1.
+// dims = {G, N, O, M, D}: groups, rows per group, obs size, hidden width, message size.
+constexpr int MSG_CHUNK = 64;
+
+template <typename T>
+static void msg_forward(const int* dims, const T* obs, const T* w1, const T* b1, const T* w2,
+                        const T* b2, const T* w3t, const T* b3, T* msg, T* a1, T* a2,
+                        T* scratch) {
+  const int G = dims[0], N = dims[1], O = dims[2], M = dims[3], D = dims[4];
+  for (int g = 0; g < G; ++g) {
+    const T *w1g = w1 + (long)g * O * M, *w2g = w2 + (long)g * M * M, *w3g = w3t + (long)g * D * M;
+    for (int i0 = 0; i0 < N; i0 += MSG_CHUNK) {
+      const int rows = N - i0 < MSG_CHUNK ? N - i0 : MSG_CHUNK;
+      const long off = (long)g * N + i0;
+      T* h1 = a1 ? a1 + off * M : scratch;
+      T* h2 = a2 ? a2 + off * M : scratch + MSG_CHUNK * M;
+      gemm<T>(rows, M, O, obs + off * O, O, w1g, M, h1, M, b1 + (long)g * M, 0);
+      relu(h1, (long)rows * M);
+      gemm<T>(rows, M, M, h1, M, w2g, M, h2, M, b2 + (long)g * M, 0);
+      relu(h2, (long)rows * M);
+      gemm_narrow<T>(rows, D, M, h2, M, w3g, msg + off * D, D, b3 + (long)g * D);
+    }
+  }
+}
+
+// Gradients of the two hidden pre-activations (da2, da1) and of the biases; the weight
+// gradients are large matmuls in torch over a1, a2 and these.
+template <typename T>
+static void msg_backward(const int* dims, const T* dmsg, const T* a1, const T* a2, const T* w2t,
+                         const T* w3t, T* da1, T* da2, T* db1, T* db2, T* db3, T* scratch) {
+  const int G = dims[0], N = dims[1], M = dims[3], D = dims[4];
+  T* zero = scratch;
+  std::memset(zero, 0, sizeof(T) * M);
+  std::memset(db1, 0, sizeof(T) * G * M);
+  std::memset(db2, 0, sizeof(T) * G * M);
+  std::memset(db3, 0, sizeof(T) * G * D);
+  for (int g = 0; g < G; ++g) {
+    const T *w2g = w2t + (long)g * M * M, *w3g = w3t + (long)g * D * M;
+    for (int i0 = 0; i0 < N; i0 += MSG_CHUNK) {
+      const int rows = N - i0 < MSG_CHUNK ? N - i0 : MSG_CHUNK;
+      const long off = (long)g * N + i0;
+      add_rows(db3 + (long)g * D, dmsg + off * D, rows, D, D);
+      T* d2 = da2 + off * M;
+      gemm<T>(rows, M, D, dmsg + off * D, D, w3g, M, d2, M, zero, 0);
+      const T* h2 = a2 + off * M;
+      for (long k = 0; k < (long)rows * M; ++k) d2[k] = h2[k] > T(0) ? d2[k] : T(0);
+      add_rows(db2 + (long)g * M, d2, rows, M, M);
+      T* d1 = da1 + off * M;
+      gemm<T>(rows, M, M, d2, M, w2g, M, d1, M, zero, 0);
+      const T* h1 = a1 + off * M;
+      for (long k = 0; k < (long)rows * M; ++k) d1[k] = h1[k] > T(0) ? d1[k] : T(0);
+      add_rows(db1 + (long)g * M, d1, rows, M, M);
+    }
+  }
+}
+
+// dims = {G, T, R, F, H, A}; see the layouts at the top. forward: a1 and gates may be null (no
 // backward to come). backward: outputs dgi, dghn (the n part of dgh; its r, z parts equal
 // dgi's), da1 (dL/d(x W1 + b1)), dh0 and the three bias gradients.
 extern "C" {
-int ficomm_qnet_abi() { return 2; }
+int ficomm_qnet_abi() { return 4; }
 int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
 #define FI_EXPORT(S, T)                                                                         \
   void ficomm_qnet_forward_##S(const int* d, const T* x, const T* h0, const T* w1, const T* b1, \
-                               const T* wih, const T* bih, const T* whh, const T* bhh, T* hall, \
-                               T* a1, T* gates, T* sc) {                                        \
-    forward<T>(d, x, h0, w1, b1, wih, bih, whh, bhh, hall, a1, gates, sc);                      \
+                               const T* wih, const T* bih, const T* whh, const T* bhh,          \
+                               const T* w2t, const T* b2, T* q, T* hall, T* a1, T* gates,       \
+                               T* sc) {                                                         \
+    forward<T>(d, x, h0, w1, b1, wih, bih, whh, bhh, w2t, b2, q, hall, a1, gates, sc);          \
   }                                                                                             \
-  void ficomm_qnet_backward_##S(const int* d, const T* dhs, const T* hall, const T* a1,         \
-                                const T* gates, const T* wiht, const T* whht, T* dgi, T* dghn,  \
-                                T* da1, T* dh0, T* db1, T* dbih, T* dbhh, T* sc) {              \
-    backward<T>(d, dhs, hall, a1, gates, wiht, whht, dgi, dghn, da1, dh0, db1, dbih, dbhh, sc); \
+  void ficomm_qnet_backward_##S(const int* d, const T* dq, const T* hall, const T* a1,          \
+                                const T* gates, const T* w2t, const T* wiht, const T* whht,     \
+                                T* dgi, T* dghn, T* da1, T* dh0, T* db1, T* dbih, T* dbhh,      \
+                                T* sc) {                                                        \
+    backward<T>(d, dq, hall, a1, gates, w2t, wiht, whht, dgi, dghn, da1, dh0, db1, dbih, dbhh,  \
+                sc);                                                                            \
+  }                                                                                             \
+  void ficomm_msg_forward_##S(const int* d, const T* obs, const T* w1, const T* b1, const T* w2, \
+                              const T* b2, const T* w3t, const T* b3, T* msg, T* a1, T* a2,     \
+                              T* sc) {                                                          \
+    msg_forward<T>(d, obs, w1, b1, w2, b2, w3t, b3, msg, a1, a2, sc);                           \
+  }                                                                                             \
+  void ficomm_msg_backward_##S(const int* d, const T* dmsg, const T* a1, const T* a2,           \
+                               const T* w2t, const T* w3t, T* da1, T* da2, T* db1, T* db2,      \
+                               T* db3, T* sc) {                                                 \
+    msg_backward<T>(d, dmsg, a1, a2, w2t, w3t, da1, da2, db1, db2, db3, sc);                    \
   }
 FI_EXPORT(f32, float)
 FI_EXPORT(f64, double)

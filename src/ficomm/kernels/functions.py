@@ -1,0 +1,162 @@
+"""torch autograd Functions over the compiled kernels of nets.cpp (see ficomm.kernels).
+
+They compute exactly what the torch layers of ficomm.nets compute (to rounding): the loops
+over time steps and rows run in C, the weight gradients as large torch matmuls over the
+activations the forward pass saved. tests/learner checks both against the torch path and
+by gradcheck. Every tensor whose pointer is handed to C is held by a Python name until the
+call returns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import Tensor
+
+KERNELS = ("auto", "fused", "torch")
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+MSG_CHUNK = 64  # rows per chunk in nets.cpp's message net (its scratch size)
+
+
+def fused_kernel(kernel: str, x: Tensor):
+    """The compiled library if `kernel` allows it and it can run on x (CPU, float32/64) on
+    this machine; None means the torch implementation."""
+    if kernel == "torch" or x.device.type != "cpu" or x.dtype not in _SUFFIX:
+        return None
+    from ficomm import kernels
+
+    return kernels.load()
+
+
+def _call(lib, name: str, dtype: torch.dtype, dims: tuple[int, ...], *tensors) -> None:
+    fn = getattr(lib, f"ficomm_{name}_{_SUFFIX[dtype]}")
+    ptrs = [None if t is None else t.data_ptr() for t in tensors]
+    fn((ctypes.c_int * len(dims))(*dims), *ptrs)
+
+
+def qnet_forward(lib, x: Tensor, h0: Tensor, params: list[Tensor], keep: bool):
+    """QNet over T steps: q (G, T, R, A), hall (G, T+1, R, H) and, with `keep`, what the
+    backward pass reads (contiguous x, relu(x W1 + b1), the gates)."""
+    G, T, R, F = x.shape
+    H, A = h0.shape[-1], params[6].shape[-1]
+    w1, b1, w_ih, b_ih, w_hh, b_hh, w2, b2 = params
+    x, h0, *ps = (t.contiguous() for t in (x, h0, w1, b1, w_ih, b_ih, w_hh, b_hh))
+    w2t, b2 = w2.transpose(1, 2).contiguous(), b2.contiguous()
+    new = x.new_empty
+    q, hall = new(G, T, R, A), new(G, T + 1, R, H)
+    a1, gates = (new(G, T, R, H), new(G, T, R, 4 * H)) if keep else (None, None)
+    scratch = new(7 * R * H)
+    dims = (G, T, R, F, H, A)
+    _call(lib, "qnet_forward", x.dtype, dims, x, h0, *ps, w2t, b2, q, hall, a1, gates, scratch)
+    return q, hall, x, a1, gates
+
+
+class FusedQNet(torch.autograd.Function):
+    """QNet.unroll (fc1 - ReLU - GRU - fc2 over T steps) in the compiled kernel."""
+
+    @staticmethod
+    def forward(ctx, x, h0, grad_cols, lib, *params):
+        q, hall, x, a1, gates = qnet_forward(lib, x, h0, list(params), keep=True)
+        ctx.lib, ctx.grad_cols = lib, grad_cols
+        w1, _, w_ih, _, w_hh, _, w2, _ = params
+        ctx.save_for_backward(x, hall, a1, gates, w1, w_ih, w_hh, w2)
+        ctx.mark_non_differentiable(hall)
+        return q, hall
+
+    @staticmethod
+    def backward(ctx, dq, _dhall):
+        x, hall, a1, gates, w1, w_ih, w_hh, w2 = ctx.saved_tensors
+        G, T, R, F = x.shape
+        H, A = hall.shape[-1], w2.shape[-1]
+        dq = dq.contiguous()
+        new = dq.new_empty
+        dgi, dghn, da1 = new(G, T * R, 3 * H), new(G, T * R, H), new(G, T * R, H)
+        dh0, db1, db_ih, db_hh = new(G, R, H), new(G, 1, H), new(G, 1, 3 * H), new(G, 1, 3 * H)
+        w2t, w_iht, w_hht = (w.transpose(1, 2).contiguous() for w in (w2, w_ih, w_hh))
+        scratch = new(6 * R * H + 3 * H)
+        outs = (dgi, dghn, da1, dh0, db1, db_ih, db_hh, scratch)
+        dims = (G, T, R, F, H, A)
+        _call(
+            ctx.lib, "qnet_backward", dq.dtype, dims, dq, hall, a1, gates, w2t, w_iht, w_hht, *outs
+        )
+        dx = None
+        if ctx.needs_input_grad[0]:
+            c = ctx.grad_cols if ctx.grad_cols is not None else F
+            dx = x.new_zeros(G, T, R, F) if c < F else x.new_empty(G, T, R, F)
+            if c > 0:
+                dx.view(G, T * R, F)[..., F - c :] = torch.bmm(da1, w1[:, F - c :].transpose(1, 2))
+        hs = hall[:, 1:].reshape(G, T * R, H)
+        hprev_t = hall[:, :-1].reshape(G, T * R, H).transpose(1, 2)
+        dw1 = torch.bmm(x.view(G, T * R, F).transpose(1, 2), da1)
+        dw_ih = torch.bmm(a1.view(G, T * R, H).transpose(1, 2), dgi)
+        # dL/d(gh) is [dgi_r, dgi_z, dghn]: the r and z gates' gradients equal gi's
+        dw_hh = torch.cat([torch.bmm(hprev_t, dgi[..., : 2 * H]), torch.bmm(hprev_t, dghn)], -1)
+        dqf = dq.view(G, T * R, A)
+        dw2, db2 = torch.bmm(hs.transpose(1, 2), dqf), dqf.sum(1, keepdim=True)
+        return dx, dh0, None, None, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, dw2, db2
+
+
+def message_forward(lib, obs: Tensor, params: list[Tensor], keep: bool):
+    """Messages (G, N, D) and, with `keep`, what the backward pass reads."""
+    w1, b1, w2, b2, w3, b3 = params
+    G, N, n_obs = obs.shape
+    M, D = w2.shape[-1], w3.shape[-1]
+    obs, *ps = (t.contiguous() for t in (obs, w1, b1, w2, b2, w3.transpose(1, 2), b3))
+    msg = obs.new_empty(G, N, D)
+    a1, a2 = (obs.new_empty(G, N, M), obs.new_empty(G, N, M)) if keep else (None, None)
+    scratch = obs.new_empty(2 * MSG_CHUNK * M)
+    _call(lib, "msg_forward", obs.dtype, (G, N, n_obs, M, D), obs, *ps, msg, a1, a2, scratch)
+    return msg, obs, a1, a2
+
+
+class FusedMessageNet(torch.autograd.Function):
+    """MessageNet.forward in the compiled kernel."""
+
+    @staticmethod
+    def forward(ctx, obs, lib, *params):
+        msg, obs, a1, a2 = message_forward(lib, obs, list(params), keep=True)
+        ctx.lib = lib
+        w1, _, w2, _, w3, _ = params
+        ctx.save_for_backward(obs, a1, a2, w1, w2, w3)
+        return msg
+
+    @staticmethod
+    def backward(ctx, dmsg):
+        obs, a1, a2, w1, w2, w3 = ctx.saved_tensors
+        G, N, n_obs = obs.shape
+        M, D = w2.shape[-1], w3.shape[-1]
+        dm = dmsg.contiguous()
+        new = dm.new_empty
+        da1, da2, db1, db2, db3 = (
+            new(G, N, M),
+            new(G, N, M),
+            new(G, 1, M),
+            new(G, 1, M),
+            new(G, 1, D),
+        )
+        w2t, w3t = (w.transpose(1, 2).contiguous() for w in (w2, w3))
+        scratch = new(M)
+        dims = (G, N, n_obs, M, D)
+        _call(
+            ctx.lib,
+            "msg_backward",
+            dm.dtype,
+            dims,
+            dm,
+            a1,
+            a2,
+            w2t,
+            w3t,
+            da1,
+            da2,
+            db1,
+            db2,
+            db3,
+            scratch,
+        )
+        dobs = torch.bmm(da1, w1.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        dw1 = torch.bmm(obs.transpose(1, 2), da1)
+        dw2 = torch.bmm(a1.transpose(1, 2), da2)
+        dw3 = torch.bmm(a2.transpose(1, 2), dm)
+        return dobs, None, dw1, db1, dw2, db2, dw3, db3
