@@ -26,6 +26,7 @@ SHARE_CHOICES = ("ps", "nps")
 TARGET_UNROLL_CHOICES = ("zero_start", "shifted")
 WANDB_MODES = ("offline", "online", "disabled")
 DEVICE_CHOICES = ("cpu", "cuda")
+KERNEL_CHOICES = ("auto", "fused", "torch")  # == ficomm.kernels.functions.KERNELS
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Config:
     target_unroll: str = "zero_start"  # authors' quirk; "shifted" reuses the full unroll
     device: str = "cpu"
     threads: int = 1
+    kernel: str = "auto"  # auto: compiled CPU kernel where it builds, else torch; fused; torch
     out: str = "runs/default"
     wandb_mode: str = "offline"
     wandb_project: str = "ficomm"
@@ -78,7 +80,8 @@ class Config:
     def learning_dict(self) -> dict[str, Any]:
         """The fields that determine the learning curve (no output or logging settings)."""
         d = self.to_dict()
-        for key in ("out", "threads", "wandb_mode", "wandb_project", "wandb_entity"):
+        # kernel: the same math in another implementation (rounding only), like threads
+        for key in ("out", "threads", "kernel", "wandb_mode", "wandb_project", "wandb_entity"):
             d.pop(key)
         for key in ("wandb_group", "wandb_tags"):
             d.pop(key)
@@ -128,6 +131,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "target_unroll": (str,),
     "device": (str,),
     "threads": (int,),
+    "kernel": (str,),
     "out": (str,),
     "wandb_mode": (str,),
     "wandb_project": (str,),
@@ -285,6 +289,16 @@ def validate(cfg: Config) -> None:
         cfg.device in DEVICE_CHOICES,
         "device",
         f"must be 'cpu' or 'cuda', got {cfg.device!r}",
+    )
+    _check(
+        cfg.kernel in KERNEL_CHOICES,
+        "kernel",
+        f"must be one of {KERNEL_CHOICES}, got {cfg.kernel!r}",
+    )
+    _check(
+        not (cfg.kernel == "fused" and cfg.device == "cuda"),
+        "kernel",
+        "'fused' is the compiled CPU kernel; with device=cuda use kernel=auto or torch",
     )
     _check(
         cfg.wandb_mode in WANDB_MODES,

@@ -87,6 +87,28 @@ def check_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_kernel(name: str, device: torch.device) -> str:
+    """The implementation the networks will use: "fused" or "torch" (see ficomm.nets)."""
+    if name == "torch" or device.type != "cpu":
+        return "torch"
+    from ficomm import kernels
+
+    if kernels.load() is not None:
+        return "fused"
+    if name == "fused":
+        raise ConfigError(
+            "kernel: 'fused' was requested but the compiled kernel is not available: "
+            f"{kernels.unavailable_reason()}; install a C++ compiler (g++ or clang++) or "
+            "use kernel=auto (falls back to torch) or kernel=torch"
+        )
+    print(
+        f"ficomm train: compiled kernel unavailable ({kernels.unavailable_reason()}); "
+        "using the torch implementation (slower, same math)",
+        file=sys.stderr,
+    )
+    return "torch"
+
+
 def keep_freed_memory() -> bool:
     """Stop glibc from handing freed tensor memory back to the kernel (Linux/glibc only).
 
@@ -118,6 +140,7 @@ class Run:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.device = check_device(cfg.device)
+        self.kernel = check_kernel(cfg.kernel, self.device)
         torch.set_num_threads(cfg.threads)
         keep_freed_memory()
         random.seed(cfg.seed)
@@ -142,6 +165,7 @@ class Run:
             cfg.hidden,
             cfg.msg_hidden,
             cfg.msg_dim,
+            kernel=self.kernel,
         ).to(self.device)
         self.learner = Learner(
             nets,
@@ -185,6 +209,7 @@ class Run:
             "python_version": platform.python_version(),
             "device": str(self.device),
             "threads": self.cfg.threads,
+            "kernel": self.kernel,
         }
 
     def checkpoint_dir(self) -> Path:

@@ -8,15 +8,21 @@ import pytest
 import torch
 from learner_helpers import PP, random_batch
 
+from ficomm import kernels
 from ficomm.learner import Learner, batch_to_tensors, clip_grad_norm_per_group
 from ficomm.methods import layout_for
 from ficomm.nets import AgentNets
 
 
-def make(share, comm, own_message=True, hidden=16, seed=0, **kw):
+def make(share, comm, own_message=True, hidden=16, seed=0, kernel="auto", **kw):
     torch.manual_seed(seed)
     nets = AgentNets(
-        layout_for(share, comm, own_message), PP["n"], PP["obs"], PP["actions"], hidden
+        layout_for(share, comm, own_message),
+        PP["n"],
+        PP["obs"],
+        PP["actions"],
+        hidden,
+        kernel=kernel,
     )
     return Learner(nets, lr=kw.pop("lr", 5e-4), **kw)
 
@@ -233,11 +239,21 @@ def reference_iteration(
 
 @pytest.mark.parametrize("share,comm", [("nps", True), ("nps", False), ("ps", True), ("ps", False)])
 @pytest.mark.parametrize("target_unroll", ["zero_start", "shifted"])
-def test_batched_update_equals_agent_by_agent_reference(share, comm, target_unroll):
+@pytest.mark.parametrize("kernel", ["fused", "torch"])
+def test_batched_update_equals_agent_by_agent_reference(share, comm, target_unroll, kernel):
     """All owners updated at once == the authors' in-turn updates with one optimizer and one
-    clipping per owner, fixed messages, and the shared target-copy counter."""
+    clipping per owner, fixed messages, and the shared target-copy counter; with the compiled
+    kernel and with the torch layers."""
+    if kernel == "fused" and kernels.load() is None:
+        pytest.fail(f"the compiled kernel does not build here: {kernels.unavailable_reason()}")
     learner = make(
-        share, comm, lr=1e-2, target_update=2, target_unroll=target_unroll, grad_clip=0.5
+        share,
+        comm,
+        lr=1e-2,
+        target_update=2,
+        target_unroll=target_unroll,
+        grad_clip=0.5,
+        kernel=kernel,
     )
     learner.nets.double()  # float64: RMSprop's first step amplifies float32 rounding noise
     learner.target.double()
