@@ -118,7 +118,9 @@ def grad_step_ms(key: str, B: int = 32, T: int = 100, reps: int = 10) -> tuple[f
     from ficomm.learner import Learner
     from ficomm.methods import layout_for
     from ficomm.nets import AgentNets
+    from ficomm.train import keep_freed_memory
 
+    keep_freed_memory()  # as `ficomm train` does
     share, comm = METHODS[key]
     torch.manual_seed(0)
     nets = AgentNets(layout_for(share, comm), 4, 28, 5, 64)
@@ -139,6 +141,14 @@ def grad_step_ms(key: str, B: int = 32, T: int = 100, reps: int = 10) -> tuple[f
         learner.train_step(batch)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     return wall / reps * 1000, cpu / reps * 1000, step_flops(nets, B, T)
+
+
+def kernel_line() -> str:
+    from ficomm import kernels
+
+    if kernels.load() is None:
+        return f"- kernel: torch (compiled kernel unavailable: {kernels.unavailable_reason()})"
+    return f"- kernel: fused (compiled, {kernels.vector_bytes() * 8}-bit SIMD)"
 
 
 def machine() -> str:
@@ -167,7 +177,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     keys = args.methods.split(",")
-    print(machine(), "\n", flush=True)
+    print(machine(), "\n" + kernel_line(), "\n", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for key in [] if args.step_only else keys:

@@ -215,11 +215,11 @@ class MessageNet(nn.Module):
         self.kernel = kernel
 
     def forward(self, obs: Tensor) -> Tensor:  # (G, R, obs) -> (G, R, msg_dim)
-        lib = fused_kernel(self.kernel, obs)
+        lib = None if obs.requires_grad else fused_kernel(self.kernel, obs)
         if lib is None:
             return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(obs)))))
         params = [p for fc in (self.fc1, self.fc2, self.fc3) for p in (fc.weight, fc.bias)]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (obs, *params)):
+        if torch.is_grad_enabled() and any(t.requires_grad for t in params):
             return FusedMessageNet.apply(obs, lib, *params)
         return message_forward(lib, obs, params, keep=False)[0]
 

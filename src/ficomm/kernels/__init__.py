@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("nets.cpp")
-ABI = 4  # bump with any change of the exported signatures
+ABI = 5  # bump with any change of the exported signatures
 BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 NATIVE_FLAGS = ["-march=native"]  # dropped if the compiler refuses it (some ARM toolchains)
 
@@ -99,9 +99,9 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     for dt in ("f32", "f64"):
         for kind, n_ptrs in (
             ("qnet_forward", 15),
-            ("qnet_backward", 15),
+            ("qnet_backward", 18),
             ("msg_forward", 11),
-            ("msg_backward", 11),
+            ("msg_backward", 12),
         ):
             fn = getattr(lib, f"ficomm_{kind}_{dt}")
             fn.argtypes = dims + [ctypes.c_void_p] * n_ptrs

@@ -69,30 +69,31 @@ class FusedQNet(torch.autograd.Function):
         x, hall, a1, gates, w1, w_ih, w_hh, w2 = ctx.saved_tensors
         G, T, R, F = x.shape
         H, A = hall.shape[-1], w2.shape[-1]
+        c = 0
+        if ctx.needs_input_grad[0]:
+            c = F if ctx.grad_cols is None else ctx.grad_cols
         dq = dq.contiguous()
         new = dq.new_empty
-        dgi, dghn, da1 = new(G, T * R, 3 * H), new(G, T * R, H), new(G, T * R, H)
-        dh0, db1, db_ih, db_hh = new(G, R, H), new(G, 1, H), new(G, 1, 3 * H), new(G, 1, 3 * H)
-        w2t, w_iht, w_hht = (w.transpose(1, 2).contiguous() for w in (w2, w_ih, w_hh))
-        scratch = new(6 * R * H + 3 * H)
-        outs = (dgi, dghn, da1, dh0, db1, db_ih, db_hh, scratch)
-        dims = (G, T, R, F, H, A)
-        _call(
-            ctx.lib, "qnet_backward", dq.dtype, dims, dq, hall, a1, gates, w2t, w_iht, w_hht, *outs
+        dxm = new(G, T, R, c) if c else None
+        dh0, dw1, db1 = new(G, R, H), new(G, F, H), new(G, 1, H)
+        dw_ih, db_ih, dw_hh, db_hh = (
+            new(G, H, 3 * H),
+            new(G, 1, 3 * H),
+            new(G, H, 3 * H),
+            new(G, 1, 3 * H),
         )
+        w2t, w_iht, w_hht = (w.transpose(1, 2).contiguous() for w in (w2, w_ih, w_hh))
+        w1 = w1.contiguous()
+        scratch = new(10 * R * H + max(3 * H, c))
+        ins = (dq, x, hall, a1, gates, w1, w2t, w_iht, w_hht)
+        outs = (dxm, dh0, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, scratch)
+        _call(ctx.lib, "qnet_backward", dq.dtype, (G, T, R, F, H, A, c), *ins, *outs)
         dx = None
         if ctx.needs_input_grad[0]:
-            c = ctx.grad_cols if ctx.grad_cols is not None else F
-            dx = x.new_zeros(G, T, R, F) if c < F else x.new_empty(G, T, R, F)
-            if c > 0:
-                dx.view(G, T * R, F)[..., F - c :] = torch.bmm(da1, w1[:, F - c :].transpose(1, 2))
-        hs = hall[:, 1:].reshape(G, T * R, H)
-        hprev_t = hall[:, :-1].reshape(G, T * R, H).transpose(1, 2)
-        dw1 = torch.bmm(x.view(G, T * R, F).transpose(1, 2), da1)
-        dw_ih = torch.bmm(a1.view(G, T * R, H).transpose(1, 2), dgi)
-        # dL/d(gh) is [dgi_r, dgi_z, dghn]: the r and z gates' gradients equal gi's
-        dw_hh = torch.cat([torch.bmm(hprev_t, dgi[..., : 2 * H]), torch.bmm(hprev_t, dghn)], -1)
-        dqf = dq.view(G, T * R, A)
+            dx = dxm if c == F else x.new_zeros(G, T, R, F)
+            if 0 < c < F:
+                dx[..., F - c :] = dxm
+        hs, dqf = hall[:, 1:].reshape(G, T * R, H), dq.view(G, T * R, A)
         dw2, db2 = torch.bmm(hs.transpose(1, 2), dqf), dqf.sum(1, keepdim=True)
         return dx, dh0, None, None, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, dw2, db2
 
@@ -111,7 +112,8 @@ def message_forward(lib, obs: Tensor, params: list[Tensor], keep: bool):
 
 
 class FusedMessageNet(torch.autograd.Function):
-    """MessageNet.forward in the compiled kernel."""
+    """MessageNet.forward in the compiled kernel, for observations that need no gradient
+    (they are data; MessageNet uses the torch layers otherwise)."""
 
     @staticmethod
     def forward(ctx, obs, lib, *params):
@@ -128,35 +130,28 @@ class FusedMessageNet(torch.autograd.Function):
         M, D = w2.shape[-1], w3.shape[-1]
         dm = dmsg.contiguous()
         new = dm.new_empty
-        da1, da2, db1, db2, db3 = (
-            new(G, N, M),
-            new(G, N, M),
+        dw1, dw2, db1, db2, db3 = (
+            new(G, n_obs, M),
+            new(G, M, M),
             new(G, 1, M),
             new(G, 1, M),
             new(G, 1, D),
         )
         w2t, w3t = (w.transpose(1, 2).contiguous() for w in (w2, w3))
-        scratch = new(M)
-        dims = (G, N, n_obs, M, D)
+        scratch = new(M + 2 * MSG_CHUNK * M)
+        ins = (dm, obs, a1, a2, w2t, w3t)
         _call(
             ctx.lib,
             "msg_backward",
             dm.dtype,
-            dims,
-            dm,
-            a1,
-            a2,
-            w2t,
-            w3t,
-            da1,
-            da2,
+            (G, N, n_obs, M, D),
+            *ins,
+            dw1,
+            dw2,
             db1,
             db2,
             db3,
             scratch,
         )
-        dobs = torch.bmm(da1, w1.transpose(1, 2)) if ctx.needs_input_grad[0] else None
-        dw1 = torch.bmm(obs.transpose(1, 2), da1)
-        dw2 = torch.bmm(a1.transpose(1, 2), da2)
         dw3 = torch.bmm(a2.transpose(1, 2), dm)
-        return dobs, None, dw1, db1, dw2, db2, dw3, db3
+        return None, None, dw1, db1, dw2, db2, dw3, db3

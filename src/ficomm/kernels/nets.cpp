@@ -20,7 +20,7 @@
 //   hall  (G, T+1, R, H)  hidden states h_0..h_T
 //   a1    (G, T, R, H)    relu(x w1 + b1), saved for backward
 //   gates (G, T, R, 4H)   saved for backward: [r z n gh_n], gh_n = (h whh + bhh)_n
-//   dgi   (G, T, R, 3H)   dL/d(gi);  dghn (G, T, R, H) dL/d(gh_n);  da1 (G, T, R, H) dL/d(x w1 + b1)
+//   dxm   (G, T, R, C)    dL/dx for the last C input columns (the messages)
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -57,10 +57,12 @@ template <typename T> static inline void st(T* p, typename VT<T>::v v) {
 }
 
 // ---------------------------------------------------------------------------------- matmul
-// C (M x N) = I + A (M x K) B (K x N); I has row stride ldi (0: one row broadcast, a bias).
+// C (M x N) = I + A (M x K) B (K x N). A[i][k] is A[i * ars + k * acs] (acs = 1: row-major;
+// ars = 1: a transposed operand, as in the weight gradients X^T dY); I has row stride ldi
+// (0: one row broadcast, a bias; I == C: accumulate).
 template <typename T, int MR, int NV>
-static inline void block(int K, const T* A, long lda, const T* B, long ldb, T* C, long ldc,
-                         const T* I, long ldi) {
+static inline void block(int K, const T* A, long ars, long acs, const T* B, long ldb, T* C,
+                         long ldc, const T* I, long ldi) {
   typedef typename VT<T>::v V;
   constexpr int W = VT<T>::N;
   V acc[MR][NV];
@@ -70,7 +72,7 @@ static inline void block(int K, const T* A, long lda, const T* B, long ldb, T* C
     V b[NV];
     for (int v = 0; v < NV; ++v) b[v] = ld<T>(B + k * ldb + v * W);
     for (int i = 0; i < MR; ++i) {
-      const T a = A[i * lda + k];
+      const T a = A[i * ars + k * acs];
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
@@ -79,29 +81,45 @@ static inline void block(int K, const T* A, long lda, const T* B, long ldb, T* C
 }
 
 template <typename T, int NV>
-static inline void rows(int M, int K, const T* A, long lda, const T* B, long ldb, T* C,
+static inline void rows(int M, int K, const T* A, long ars, long acs, const T* B, long ldb, T* C,
                         long ldc, const T* I, long ldi) {
   constexpr int MR = 4;
   int i = 0;
   for (; i + MR <= M; i += MR)
-    block<T, MR, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, I + i * ldi, ldi);
-  for (; i < M; ++i) block<T, 1, NV>(K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, I + i * ldi, ldi);
+    block<T, MR, NV>(K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, I + i * ldi, ldi);
+  for (; i < M; ++i)
+    block<T, 1, NV>(K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, I + i * ldi, ldi);
 }
 
 template <typename T>
-static void gemm(int M, int N, int K, const T* A, long lda, const T* B, long ldb, T* C, long ldc,
-                 const T* I, long ldi) {
+static void gemm_s(int M, int N, int K, const T* A, long ars, long acs, const T* B, long ldb,
+                   T* C, long ldc, const T* I, long ldi) {
   constexpr int W = VT<T>::N;
   constexpr int NV = FI_VBYTES == 64 ? 4 : 2;  // accumulators: 4 x NV vector registers
   int j = 0;
-  for (; j + NV * W <= N; j += NV * W) rows<T, NV>(M, K, A, lda, B + j, ldb, C + j, ldc, I + j, ldi);
-  for (; j + W <= N; j += W) rows<T, 1>(M, K, A, lda, B + j, ldb, C + j, ldc, I + j, ldi);
+  for (; j + NV * W <= N; j += NV * W)
+    rows<T, NV>(M, K, A, ars, acs, B + j, ldb, C + j, ldc, I + j, ldi);
+  for (; j + W <= N; j += W) rows<T, 1>(M, K, A, ars, acs, B + j, ldb, C + j, ldc, I + j, ldi);
   for (; j < N; ++j)
     for (int i = 0; i < M; ++i) {
       T c = I[i * ldi + j];
-      for (int k = 0; k < K; ++k) c += A[i * lda + k] * B[k * ldb + j];
+      for (int k = 0; k < K; ++k) c += A[i * ars + k * acs] * B[k * ldb + j];
       C[i * ldc + j] = c;
     }
+}
+
+// row-major A with row stride lda
+template <typename T>
+static inline void gemm(int M, int N, int K, const T* A, long lda, const T* B, long ldb, T* C,
+                        long ldc, const T* I, long ldi) {
+  gemm_s<T>(M, N, K, A, lda, 1, B, ldb, C, ldc, I, ldi);
+}
+
+// C (M x N) += A^T B for A (K x M, row stride lda): a weight gradient over K rows
+template <typename T>
+static inline void gemm_acc_at(int M, int N, int K, const T* A, long lda, const T* B, long ldb,
+                               T* C) {
+  gemm_s<T>(M, N, K, A, 1, lda, B, ldb, C, N, C, N);
 }
 
 // C (M x N) = bias + A (M x K) Bt^T for a narrow N (a few outputs): dot products over K,
@@ -271,61 +289,71 @@ static void forward(const int* dims, const T* x, const T* h0, const T* w1, const
 }
 
 template <typename T>
-static void backward(const int* dims, const T* dq, const T* hall, const T* a1, const T* gates,
-                     const T* w2t, const T* wiht, const T* whht, T* dgi, T* dghn, T* da1,
-                     T* dh0, T* db1, T* dbih, T* dbhh, T* scratch) {
+static void backward(const int* dims, const T* dq, const T* x, const T* hall, const T* a1,
+                     const T* gates, const T* w1, const T* w2t, const T* wiht, const T* whht,
+                     T* dxm, T* dh0, T* dw1, T* db1, T* dwih, T* dbih, T* dwhh, T* dbhh,
+                     T* scratch) {
   typedef typename VT<T>::v V;
-  const int G = dims[0], T_ = dims[1], R = dims[2], H = dims[4], A = dims[5];
-  const long H3 = 3L * H, H4 = 4L * H;
-  T* carry = scratch;              // dL/dh_t through step t+1 (R x H)
-  T* gz = scratch + R * H;         // g * z: the direct path from h_{t+1} to h_t
-  T* sgh = scratch + 2L * R * H;   // dL/d(gh_t), R x 3H, rows contiguous for the matmul
-  T* gsum = scratch + 5L * R * H;  // dL/dh_{t+1}: from q_t and from step t+1
-  T* zero = scratch + 6L * R * H;  // 3H zeros: the init row of a plain matmul
-  std::memset(zero, 0, sizeof(T) * H3);
+  const int G = dims[0], T_ = dims[1], R = dims[2], F = dims[3], H = dims[4], A = dims[5];
+  const int C = dims[6];  // input columns whose gradient is wanted: the last C of x
+  const long H3 = 3L * H, H4 = 4L * H, RH = (long)R * H;
+  T* carry = scratch;        // dL/dh_t through step t+1 (R x H)
+  T* gz = carry + RH;        // g * z: the direct path from h_{t+1} to h_t
+  T* gsum = gz + RH;         // dL/dh_{t+1}: from q_t and from step t+1
+  T* d1 = gsum + RH;         // dL/d(x w1 + b1) at step t
+  T* sgi = d1 + RH;          // dL/d(gi_t), R x 3H
+  T* sgh = sgi + 3 * RH;     // dL/d(gh_t), R x 3H
+  T* zero = sgh + 3 * RH;    // zeros: the init row of a plain matmul (max(3H, C) long)
+  std::memset(zero, 0, sizeof(T) * (H3 > C ? H3 : C));
+  std::memset(dw1, 0, sizeof(T) * G * F * H);
+  std::memset(dwih, 0, sizeof(T) * G * H * H3);
+  std::memset(dwhh, 0, sizeof(T) * G * H * H3);
   std::memset(db1, 0, sizeof(T) * G * H);
   std::memset(dbih, 0, sizeof(T) * G * H3);
   std::memset(dbhh, 0, sizeof(T) * G * H3);
   for (int g = 0; g < G; ++g) {
     const T *wihtg = wiht + g * H3 * H, *whhtg = whht + g * H3 * H;
-    const T* w2tg = w2t + (long)g * A * H;
+    const T *w2tg = w2t + (long)g * A * H, *w1g = w1 + (long)g * F * H;
+    T *dw1g = dw1 + (long)g * F * H, *dwihg = dwih + g * H * H3, *dwhhg = dwhh + g * H * H3;
     const T* hg = hall + (long)g * (T_ + 1) * R * H;
-    std::memset(carry, 0, sizeof(T) * R * H);
+    std::memset(carry, 0, sizeof(T) * RH);
     for (int t = T_ - 1; t >= 0; --t) {
       const long off = ((long)g * T_ + t) * R;
+      const T* hp = hg + (long)t * RH;
       gemm<T>(R, H, A, dq + off * A, A, w2tg, H, gsum, H, carry, H);  // through q = h w2 + b2
       for (int i = 0; i < R; ++i) {
         const T* s = gates + (off + i) * H4;
-        T* di = dgi + (off + i) * H3;
+        T* di = sgi + i * H3;
         T* dr = sgh + i * H3;
-        const T* in[6] = {gsum + i * H, hg + ((long)t * R + i) * H, s, s + H, s + 2 * H,
-                          s + 3 * H};
-        T* const out[6] = {di, di + H, di + 2 * H, dr + 2 * H, gz + i * H, dghn + (off + i) * H};
-        lanes<T, 6, 6>(H, in, out, [](const V* a, V* o) {
+        const T* in[6] = {gsum + i * H, hp + i * H, s, s + H, s + 2 * H, s + 3 * H};
+        T* const out[5] = {di, di + H, di + 2 * H, dr + 2 * H, gz + i * H};
+        lanes<T, 6, 5>(H, in, out, [](const V* a, V* o) {
           const T one = 1;
           V gg = a[0], r = a[2], z = a[3], n = a[4];
           V dan = gg * (one - z) * (one - n * n);
           V dar = dan * a[5] * r * (one - r);
           V daz = gg * (a[1] - n) * z * (one - z);
-          o[0] = dar, o[1] = daz, o[2] = dan, o[3] = dan * r, o[4] = gg * z, o[5] = dan * r;
+          o[0] = dar, o[1] = daz, o[2] = dan, o[3] = dan * r, o[4] = gg * z;
         });
         // r and z pre-activations are sums gi + gh: the same gradient on both sides
         std::memcpy(dr, di, sizeof(T) * 2 * H);
       }
-      add_rows(dbih + g * H3, dgi + off * H3, R, 3 * H, H3);
+      add_rows(dbih + g * H3, sgi, R, 3 * H, H3);
       add_rows(dbhh + g * H3, sgh, R, 3 * H, H3);
       gemm<T>(R, H, 3 * H, sgh, H3, whhtg, H, carry, H, gz, H);
+      gemm_acc_at<T>(H, 3 * H, R, hp, H, sgh, H3, dwhhg);
+      gemm_acc_at<T>(H, 3 * H, R, a1 + off * H, H, sgi, H3, dwihg);
       // back through gi = a1 W_ih + b_ih and a1 = relu(x W1 + b1)
-      T* d1 = da1 + off * H;
-      gemm<T>(R, H, 3 * H, dgi + off * H3, H3, wihtg, H, d1, H, zero, 0);
+      gemm<T>(R, H, 3 * H, sgi, H3, wihtg, H, d1, H, zero, 0);
       const T* a1t = a1 + off * H;
-      for (long k = 0; k < (long)R * H; ++k) d1[k] = a1t[k] > T(0) ? d1[k] : T(0);
+      for (long k = 0; k < RH; ++k) d1[k] = a1t[k] > T(0) ? d1[k] : T(0);
       add_rows(db1 + (long)g * H, d1, R, H, H);
+      gemm_acc_at<T>(F, H, R, x + off * F, F, d1, H, dw1g);
+      if (C > 0) gemm_narrow<T>(R, C, H, d1, H, w1g + (long)(F - C) * H, dxm + off * C, C, zero);
     }
-    std::memcpy(dh0 + (long)g * R * H, carry, sizeof(T) * R * H);
+    std::memcpy(dh0 + (long)g * RH, carry, sizeof(T) * RH);
   }
 }
-
 
 // Message net: m = relu(relu(obs w1 + b1) w2 + b2) w3 + b3, rows in chunks that stay in L1.
 // dims = {G, N, O, M, D}: groups, rows per group, obs size, hidden width, message size.
@@ -352,14 +380,19 @@ static void msg_forward(const int* dims, const T* obs, const T* w1, const T* b1,
   }
 }
 
-// Gradients of the two hidden pre-activations (da2, da1) and of the biases; the weight
-// gradients are large matmuls in torch over a1, a2 and these.
+// Gradients of the weights w1, w2 and of the three biases (w3's, a narrow one, is left to
+// torch); the rows are processed in chunks that stay in L1.
 template <typename T>
-static void msg_backward(const int* dims, const T* dmsg, const T* a1, const T* a2, const T* w2t,
-                         const T* w3t, T* da1, T* da2, T* db1, T* db2, T* db3, T* scratch) {
-  const int G = dims[0], N = dims[1], M = dims[3], D = dims[4];
+static void msg_backward(const int* dims, const T* dmsg, const T* obs, const T* a1, const T* a2,
+                         const T* w2t, const T* w3t, T* dw1, T* dw2, T* db1, T* db2, T* db3,
+                         T* scratch) {
+  const int G = dims[0], N = dims[1], O = dims[2], M = dims[3], D = dims[4];
   T* zero = scratch;
+  T* d2 = zero + M;
+  T* d1 = d2 + (long)MSG_CHUNK * M;
   std::memset(zero, 0, sizeof(T) * M);
+  std::memset(dw1, 0, sizeof(T) * G * O * M);
+  std::memset(dw2, 0, sizeof(T) * G * M * M);
   std::memset(db1, 0, sizeof(T) * G * M);
   std::memset(db2, 0, sizeof(T) * G * M);
   std::memset(db3, 0, sizeof(T) * G * D);
@@ -369,25 +402,26 @@ static void msg_backward(const int* dims, const T* dmsg, const T* a1, const T* a
       const int rows = N - i0 < MSG_CHUNK ? N - i0 : MSG_CHUNK;
       const long off = (long)g * N + i0;
       add_rows(db3 + (long)g * D, dmsg + off * D, rows, D, D);
-      T* d2 = da2 + off * M;
       gemm<T>(rows, M, D, dmsg + off * D, D, w3g, M, d2, M, zero, 0);
       const T* h2 = a2 + off * M;
       for (long k = 0; k < (long)rows * M; ++k) d2[k] = h2[k] > T(0) ? d2[k] : T(0);
       add_rows(db2 + (long)g * M, d2, rows, M, M);
-      T* d1 = da1 + off * M;
-      gemm<T>(rows, M, M, d2, M, w2g, M, d1, M, zero, 0);
       const T* h1 = a1 + off * M;
+      gemm_acc_at<T>(M, M, rows, h1, M, d2, M, dw2 + (long)g * M * M);
+      gemm<T>(rows, M, M, d2, M, w2g, M, d1, M, zero, 0);
       for (long k = 0; k < (long)rows * M; ++k) d1[k] = h1[k] > T(0) ? d1[k] : T(0);
       add_rows(db1 + (long)g * M, d1, rows, M, M);
+      gemm_acc_at<T>(O, M, rows, obs + off * O, O, d1, M, dw1 + (long)g * O * M);
     }
   }
 }
 
-// dims = {G, T, R, F, H, A}; see the layouts at the top. forward: a1 and gates may be null (no
-// backward to come). backward: outputs dgi, dghn (the n part of dgh; its r, z parts equal
-// dgi's), da1 (dL/d(x W1 + b1)), dh0 and the three bias gradients.
+// Q-net dims = {G, T, R, F, H, A, C}; see the layouts at the top. forward: a1 and gates may be
+// null (no backward to come). backward: the gradients of w1, W_ih, W_hh and the three biases
+// (w2's, a narrow one, is left to torch), dh0, and dxm (G, T, R, C) of the last C input
+// columns (C = 0: none). Message net dims = {G, N, O, M, D}.
 extern "C" {
-int ficomm_qnet_abi() { return 4; }
+int ficomm_qnet_abi() { return 5; }
 int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
 #define FI_EXPORT(S, T)                                                                         \
   void ficomm_qnet_forward_##S(const int* d, const T* x, const T* h0, const T* w1, const T* b1, \
@@ -396,22 +430,22 @@ int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
                                T* sc) {                                                         \
     forward<T>(d, x, h0, w1, b1, wih, bih, whh, bhh, w2t, b2, q, hall, a1, gates, sc);          \
   }                                                                                             \
-  void ficomm_qnet_backward_##S(const int* d, const T* dq, const T* hall, const T* a1,          \
-                                const T* gates, const T* w2t, const T* wiht, const T* whht,     \
-                                T* dgi, T* dghn, T* da1, T* dh0, T* db1, T* dbih, T* dbhh,      \
-                                T* sc) {                                                        \
-    backward<T>(d, dq, hall, a1, gates, w2t, wiht, whht, dgi, dghn, da1, dh0, db1, dbih, dbhh,  \
-                sc);                                                                            \
+  void ficomm_qnet_backward_##S(const int* d, const T* dq, const T* x, const T* hall,           \
+                                const T* a1, const T* gates, const T* w1, const T* w2t,         \
+                                const T* wiht, const T* whht, T* dxm, T* dh0, T* dw1, T* db1,   \
+                                T* dwih, T* dbih, T* dwhh, T* dbhh, T* sc) {                    \
+    backward<T>(d, dq, x, hall, a1, gates, w1, w2t, wiht, whht, dxm, dh0, dw1, db1, dwih, dbih, \
+                dwhh, dbhh, sc);                                                                \
   }                                                                                             \
   void ficomm_msg_forward_##S(const int* d, const T* obs, const T* w1, const T* b1, const T* w2, \
                               const T* b2, const T* w3t, const T* b3, T* msg, T* a1, T* a2,     \
                               T* sc) {                                                          \
     msg_forward<T>(d, obs, w1, b1, w2, b2, w3t, b3, msg, a1, a2, sc);                           \
   }                                                                                             \
-  void ficomm_msg_backward_##S(const int* d, const T* dmsg, const T* a1, const T* a2,           \
-                               const T* w2t, const T* w3t, T* da1, T* da2, T* db1, T* db2,      \
-                               T* db3, T* sc) {                                                 \
-    msg_backward<T>(d, dmsg, a1, a2, w2t, w3t, da1, da2, db1, db2, db3, sc);                    \
+  void ficomm_msg_backward_##S(const int* d, const T* dmsg, const T* obs, const T* a1,          \
+                               const T* a2, const T* w2t, const T* w3t, T* dw1, T* dw2, T* db1, \
+                               T* db2, T* db3, T* sc) {                                         \
+    msg_backward<T>(d, dmsg, obs, a1, a2, w2t, w3t, dw1, dw2, db1, db2, db3, sc);               \
   }
 FI_EXPORT(f32, float)
 FI_EXPORT(f64, double)
