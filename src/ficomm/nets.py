@@ -242,6 +242,7 @@ class AgentNets(nn.Module):
         self.layout = layout
         self.n_agents = n_agents
         self.n_actions = n_actions
+        self.obs_size = obs_size
         self.groups = layout.groups(n_agents)
         self.per_group = n_agents // self.groups
         self.hidden = hidden

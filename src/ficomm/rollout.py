@@ -6,20 +6,25 @@ inference mode; messages are same-step (computed from o_t inside the forward, be
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
+import torch
 
 from ficomm.buffer import Episode
 from ficomm.envs.base import MultiAgentEnv, VectorEnv
+from ficomm.kernels.functions import fused_kernel
 from ficomm.nets import AgentNets
 
 
 class Policy:
     """Q-values of all agents for B episodes at one step, carrying the recurrent state.
 
-    Acting runs the same networks as training in numpy on float32 views of the parameters
-    (on CPU they share memory with the torch tensors, so every optimizer step is seen at
-    once; on a GPU `refresh()` copies them after each update). One step is ~25 small numpy
-    calls instead of ~45 torch dispatches. tests/learner checks it against `AgentNets.unroll`.
+    Acting runs the same networks as training on float32 views of the parameters (on CPU
+    they share memory with the torch tensors, so every optimizer step is seen at once; on a
+    GPU `refresh()` copies them after each update): one call of the compiled kernel
+    (ficomm.kernels, where the networks' `kernel` allows it), else ~25 small numpy calls
+    instead of ~45 torch dispatches. tests/learner checks both against `AgentNets.unroll`.
     """
 
     def __init__(self, nets: AgentNets):
@@ -30,7 +35,11 @@ class Policy:
         self.eye = np.eye(nets.n_actions, dtype=np.float32)
         self.ids = np.eye(n, dtype=np.float32)[:, None, :]  # (n, 1, n)
         self.others = np.array([[j for j in range(n) if j != i] for i in range(n)])
-        self.shared_memory = next(nets.parameters()).device.type == "cpu"
+        first = next(nets.parameters())
+        self.shared_memory = first.device.type == "cpu"
+        self.lib = None
+        if self.shared_memory and first.dtype == torch.float32:
+            self.lib = fused_kernel(nets.q.kernel, first)
         self.refresh()
 
     def refresh(self) -> None:
@@ -42,12 +51,41 @@ class Policy:
     def start(self, batch: int) -> None:
         self.h = np.zeros((self.G, self.k * batch, self.H), np.float32)
         self.last = np.zeros((batch, self.n, self.nets.n_actions), np.float32)
+        self.last_idx = np.full((batch, self.n), -1, np.int32)  # -1: no action yet
+        if self.lib is not None:
+            self._bind_kernel(batch)
+
+    def _bind_kernel(self, batch: int) -> None:
+        nets, L = self.nets, self.layout
+        q = nets.q
+        msg = [None] * 6  # no message net: null pointers, never read
+        if L.comm:
+            msg = [t for fc in (nets.msg.fc1, nets.msg.fc2, nets.msg.fc3) for t in fc.parameters()]
+        tensors = msg + [q.fc1.weight, q.fc1.bias, q.gru.w_ih, q.gru.b_ih, q.gru.w_hh, q.gru.b_hh]
+        tensors += [q.fc2.weight, q.fc2.bias]
+        ptrs = [None if t is None else t.data_ptr() for t in tensors]  # live parameter storage
+        self._params = (ctypes.c_void_p * 14)(*ptrs)
+        M = nets.msg.fc1.weight.shape[-1] if L.comm else 0
+        A, H, D = nets.n_actions, self.H, nets.msg_dim
+        dims = (self.G, self.k, batch, nets.obs_size, A, H, M, D, L.agent_id, L.comm, L.own_message)
+        self._dims = (ctypes.c_int * 11)(*map(int, dims))
+        R, F = self.k * batch, nets.in_features
+        size = batch * self.n * D + R * F + R * max(M, H) + R * M + 6 * R * H + R * max(D, A)
+        self._scratch = np.empty(size, np.float32)
+        self._q = np.empty((batch, self.n, A), np.float32)
+        # fixed buffers: their addresses are taken once (h and last_idx are updated in place)
+        self._args = [a.ctypes.data for a in (self.last_idx, self.h, self._q)]
+        self._args += [ctypes.addressof(self._params), self._scratch.ctypes.data]
 
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:
         return np.matmul(x, self.w[name + ".weight"]) + self.w[name + ".bias"]
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """obs (B, n, obs) -> Q (B, n, A); updates the hidden state."""
+        if self.lib is not None:
+            o = np.ascontiguousarray(obs, np.float32)
+            self.lib.ficomm_policy_step_f32(self._dims, o.ctypes.data, *self._args)
+            return self._q.copy()
         B, n, G, H, L = obs.shape[0], self.n, self.G, self.H, self.layout
         o = obs.transpose(1, 0, 2)  # agent-major (n, B, obs)
         parts = [o, self.last.transpose(1, 0, 2)]
@@ -75,6 +113,7 @@ class Policy:
     def record(self, actions: np.ndarray) -> None:
         """The executed actions (B, n) become the next step's last-action input."""
         self.last = self.eye[actions]
+        self.last_idx[...] = actions
 
 
 def greedy(q: np.ndarray, avail: np.ndarray) -> np.ndarray:

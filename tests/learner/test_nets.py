@@ -104,12 +104,15 @@ def test_hand_written_gru_backward_passes_gradcheck():
 
 
 @pytest.mark.parametrize("share,comm", METHODS)
-def test_acting_policy_step_by_step_equals_the_training_unroll(share, comm):
-    """The numpy acting path, carrying its hidden state, gives the training unroll's Q."""
+@pytest.mark.parametrize("kernel", ["fused", "torch"])
+@pytest.mark.parametrize("own_message", [True, False])
+def test_acting_policy_step_by_step_equals_the_training_unroll(share, comm, kernel, own_message):
+    """The acting path (compiled step, or numpy with kernel=torch), carrying its hidden
+    state, gives the training unroll's Q."""
     from ficomm.rollout import Policy
 
     torch.manual_seed(3)
-    nets = AgentNets(layout_for(share, comm), 4, 28, 5, 16)
+    nets = AgentNets(layout_for(share, comm, own_message), 4, 28, 5, 16, kernel=kernel)
     T, B = 6, 3
     obs = torch.rand(4, T, B, 28)
     actions = torch.randint(0, 5, (4, T, B))
@@ -118,6 +121,7 @@ def test_acting_policy_step_by_step_equals_the_training_unroll(share, comm):
     with torch.no_grad():
         q_all, _ = nets.unroll(obs, last)
     policy = Policy(nets)
+    assert (policy.lib is not None) == (kernel == "fused")
     policy.start(B)
     for t in range(T):
         q_t = policy.q_values(obs[:, t].permute(1, 0, 2).numpy())  # (B, n, A)

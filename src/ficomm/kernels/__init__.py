@@ -1,6 +1,6 @@
-"""The compiled CPU kernels of ficomm.nets (nets.cpp: the Q-net's fc1, ReLU and GRU
-recurrence, and the message net, forward and backward): built at first use, cached, loaded
-with ctypes.
+"""The compiled CPU kernels of ficomm.nets (nets.cpp: the Q-net and the message net over a
+minibatch, forward and backward, and one acting step of all agents): built at first use,
+cached, loaded with ctypes.
 
 The kernel is compiled with the machine's C++ compiler (`$CXX`, else g++, c++ or clang++) and
 `-march=native`, so the cache key names the source, the compiler and the CPU: a cache shared
@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("nets.cpp")
-ABI = 5  # bump with any change of the exported signatures
+ABI = 6  # bump with any change of the exported signatures
 BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 NATIVE_FLAGS = ["-march=native"]  # dropped if the compiler refuses it (some ARM toolchains)
 
@@ -106,6 +106,8 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
             fn = getattr(lib, f"ficomm_{kind}_{dt}")
             fn.argtypes = dims + [ctypes.c_void_p] * n_ptrs
             fn.restype = None
+    lib.ficomm_policy_step_f32.argtypes = dims + [ctypes.c_void_p] * 6
+    lib.ficomm_policy_step_f32.restype = None
     return lib
 
 

@@ -416,12 +416,91 @@ static void msg_backward(const int* dims, const T* dmsg, const T* obs, const T* 
   }
 }
 
+// One acting step of every agent for B episodes (ficomm.rollout.Policy): the messages of
+// the current observations, the Q-net input in the layout's order (obs, last-action one-hot,
+// [agent id], [others' messages, ascending sender], [own message]), one GRU step, Q-values.
+// dims = {G, k, B, O, A, H, M, D, agent_id, comm, own_message}; n = G k agents.
+// obs (B, n, O); last (B, n) last actions (-1: none yet); h (G, k B, H), rows (j, b) for
+// agent g k + j, updated in place; q (B, n, A). p: 14 parameters in their torch layouts
+// (msg w1 b1 w2 b2 w3 b3, then q w1 b1 w_ih b_ih w_hh b_hh w2 b2).
+template <typename T>
+static void policy_step(const int* d, const T* obs, const int* last, T* h, T* q,
+                        const T* const* p, T* scratch) {
+  typedef typename VT<T>::v V;
+  const int G = d[0], k = d[1], B = d[2], O = d[3], A = d[4], H = d[5], M = d[6], D = d[7];
+  const bool agent_id = d[8], comm = d[9], own = d[10];
+  const int n = G * k, R = k * B;
+  const int F = O + A + (agent_id ? n : 0) + (comm ? (n - 1) * D : 0) + (own ? D : 0);
+  const long H3 = 3L * H;
+  T* msgs = scratch;                         // (B, n, D)
+  T* x = msgs + (long)B * n * D;             // (R, F)
+  T* t1 = x + (long)R * F;                   // (R, max(M, H))
+  T* t2 = t1 + (long)R * (M > H ? M : H);    // (R, M)
+  T* gi = t2 + (long)R * M;                  // (R, 3H)
+  T* gh = gi + R * H3;                       // (R, 3H)
+  T* out = gh + R * H3;                      // (R, max(D, A))
+  auto row_obs = [&](int g, int r) { return obs + ((long)(r % B) * n + g * k + r / B) * O; };
+  if (comm)
+    for (int g = 0; g < G; ++g) {
+      for (int r = 0; r < R; ++r) std::memcpy(x + (long)r * O, row_obs(g, r), sizeof(T) * O);
+      gemm<T>(R, M, O, x, O, p[0] + (long)g * O * M, M, t1, M, p[1] + (long)g * M, 0);
+      relu(t1, (long)R * M);
+      gemm<T>(R, M, M, t1, M, p[2] + (long)g * M * M, M, t2, M, p[3] + (long)g * M, 0);
+      relu(t2, (long)R * M);
+      gemm<T>(R, D, M, t2, M, p[4] + (long)g * M * D, D, out, D, p[5] + (long)g * D, 0);
+      for (int r = 0; r < R; ++r)
+        std::memcpy(msgs + ((long)(r % B) * n + g * k + r / B) * D, out + (long)r * D,
+                    sizeof(T) * D);
+    }
+  for (int g = 0; g < G; ++g) {
+    for (int r = 0; r < R; ++r) {
+      const int b = r % B, i = g * k + r / B;
+      T* xr = x + (long)r * F;
+      std::memcpy(xr, row_obs(g, r), sizeof(T) * O);
+      T* c = xr + O;
+      for (int a = 0; a < A; ++a) c[a] = T(a == last[b * n + i]);
+      c += A;
+      if (agent_id) {
+        for (int j = 0; j < n; ++j) c[j] = T(j == i);
+        c += n;
+      }
+      if (comm) {
+        for (int j = 0; j < n; ++j)
+          if (j != i) {
+            std::memcpy(c, msgs + ((long)b * n + j) * D, sizeof(T) * D);
+            c += D;
+          }
+        if (own) std::memcpy(c, msgs + ((long)b * n + i) * D, sizeof(T) * D);
+      }
+    }
+    T* hg = h + (long)g * R * H;
+    gemm<T>(R, H, F, x, F, p[6] + (long)g * F * H, H, t1, H, p[7] + (long)g * H, 0);
+    relu(t1, (long)R * H);
+    gemm<T>(R, 3 * H, H, t1, H, p[8] + g * H * H3, H3, gi, H3, p[9] + g * H3, 0);
+    gemm<T>(R, 3 * H, H, hg, H, p[10] + g * H * H3, H3, gh, H3, p[11] + g * H3, 0);
+    for (int r = 0; r < R; ++r) {
+      const T* xi = gi + r * H3;
+      const T* yi = gh + r * H3;
+      const T* in[7] = {xi, xi + H, xi + 2 * H, yi, yi + H, yi + 2 * H, hg + (long)r * H};
+      T* const o1[1] = {hg + (long)r * H};  // in place: each lane reads h before writing it
+      lanes<T, 7, 1>(H, in, o1, [](const V* a, V* o) {
+        V rr = vsigmoid(a[0] + a[3]), z = vsigmoid(a[1] + a[4]);
+        V nn = vtanh(a[2] + rr * a[5]);
+        o[0] = nn + z * (a[6] - nn);
+      });
+    }
+    gemm<T>(R, A, H, hg, H, p[12] + (long)g * H * A, A, out, A, p[13] + (long)g * A, 0);
+    for (int r = 0; r < R; ++r)
+      std::memcpy(q + ((long)(r % B) * n + g * k + r / B) * A, out + (long)r * A, sizeof(T) * A);
+  }
+}
+
 // Q-net dims = {G, T, R, F, H, A, C}; see the layouts at the top. forward: a1 and gates may be
 // null (no backward to come). backward: the gradients of w1, W_ih, W_hh and the three biases
 // (w2's, a narrow one, is left to torch), dh0, and dxm (G, T, R, C) of the last C input
 // columns (C = 0: none). Message net dims = {G, N, O, M, D}.
 extern "C" {
-int ficomm_qnet_abi() { return 5; }
+int ficomm_qnet_abi() { return 6; }
 int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
 #define FI_EXPORT(S, T)                                                                         \
   void ficomm_qnet_forward_##S(const int* d, const T* x, const T* h0, const T* w1, const T* b1, \
@@ -449,4 +528,8 @@ int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
   }
 FI_EXPORT(f32, float)
 FI_EXPORT(f64, double)
+void ficomm_policy_step_f32(const int* d, const float* obs, const int* last, float* h, float* q,
+                            const float* const* params, float* scratch) {
+  policy_step<float>(d, obs, last, h, q, params, scratch);
+}
 }
