@@ -179,16 +179,21 @@ class QNet(nn.Module):
         self.fc2 = GroupLinear(groups, hidden, n_actions)
         self.hidden = hidden
 
-    def unroll(self, x: Tensor, h: Tensor, grad_cols: int | None = None) -> tuple[Tensor, Tensor]:
+    def unroll(
+        self, x: Tensor, h: Tensor, grad_part: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """x (G, T, R, in), h (G, R, H) -> q (G, T, R, n_actions), last hidden (G, R, H)
         (returned to carry an unroll on, without gradient: training never backpropagates
         through it).
 
-        grad_cols: only the last `grad_cols` input columns can carry gradient back into x
-        (the messages; the rest are data), so the fused backward computes only those."""
+        grad_part (G, T, R, c): the tensor (with gradient) whose values fill the last c input
+        columns of x (the messages; x itself is data): gradient reaches it, and the fused
+        backward computes the input gradient of those columns only."""
         G, T, R, F = x.shape
         lib = fused_kernel(self.kernel, x)
         if lib is None:
+            if grad_part is not None:
+                x = torch.cat([x[..., : F - grad_part.shape[-1]], grad_part], -1)
             gi = self.gru.project(torch.relu(self.fc1(x.reshape(G, T * R, F))))
             hseq = self.gru.sequence(gi.view(G, T, R, -1), h)
             q = self.fc2(hseq.reshape(G, T * R, self.hidden))
@@ -196,8 +201,10 @@ class QNet(nn.Module):
         fc1, gru, fc2 = self.fc1, self.gru, self.fc2
         params = [fc1.weight, fc1.bias, gru.w_ih, gru.b_ih, gru.w_hh, gru.b_hh]
         params += [fc2.weight, fc2.bias]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, *params)):
-            q, hall = FusedQNet.apply(x, h, grad_cols, lib, *params)
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, h, grad_part, *params)
+        ):
+            q, hall = FusedQNet.apply(x, h, grad_part, lib, *params)
         else:
             q, hall = qnet_forward(lib, x, h, params, keep=False)[:2]
         return q, hall[:, -1]
@@ -275,45 +282,53 @@ class AgentNets(nn.Module):
         n, T, B, _ = obs.shape
         return self.msg(self.to_groups(obs)).view(n, T, B, self.msg_dim)
 
+    def to_groups_by_step(self, x: Tensor) -> Tensor:
+        """Agent-major (n, T, B, F) -> group-major (G, T, agents_per_group * B, F), the rows
+        of one step contiguous (a view under NPS, a copy under PS)."""
+        n, T, B, F = x.shape
+        G, k = self.groups, self.per_group
+        return x.view(G, k, T, B, F).transpose(1, 2).reshape(G, T, k * B, F)
+
     def q_inputs(
         self, obs: Tensor, last_action: Tensor, msgs: Tensor | None = None
-    ) -> tuple[Tensor, int]:
-        """The Q-net input of every agent in the layout's order, written group-major
+    ) -> tuple[Tensor, Tensor | None]:
+        """The Q-net input of every agent in the layout's order, as data written group-major
         (G, T, agents_per_group * B, in) so that the rows of one step are contiguous for the
-        recurrence; and how many trailing columns can carry gradient (the messages that are
-        not detached; everything before them is data).
+        recurrence; and the part that carries gradient (the messages that are not detached,
+        the last columns, group-major), or None.
 
         `msgs` (n, T, B, msg_dim) may be precomputed (NPS training: every agent's messages
         are computed over the minibatch before any update); otherwise they come from obs.
         """
         n, T, B, _ = obs.shape
         G, k, L = self.groups, self.per_group, self.layout
-        x = obs.new_empty(G, T, k * B, self.in_features)
-        by_agent = x.view(G, T, k, B, -1).permute(0, 2, 1, 3, 4)  # (G, k, T, B, in) view
         parts = [obs, last_action]
         if L.agent_id:
-            parts.append(self.agent_ids.view(n, 1, 1, n))
-        grad_cols = 0
+            parts.append(self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n))
+        grads = []
         if L.comm:
             if msgs is None:
                 msgs = self.messages(obs)
             sent = msgs.detach() if L.detach_others else msgs
-            parts.append(sent[self.others])  # (n, n-1, T, B, D), ascending sender order
-            grad_cols += 0 if L.detach_others else (n - 1) * self.msg_dim
+            others = sent[self.others]  # (n, n-1, T, B, D), ascending sender order
+            others = others.permute(0, 2, 3, 1, 4).reshape(n, T, B, -1)
+            parts.append(others)
+            grads += [] if L.detach_others else [others]
             if L.own_message:
                 parts.append(msgs)
-                grad_cols += self.msg_dim
+                grads.append(msgs)
+        x = obs.new_empty(G, T, k * B, self.in_features)
+        by_agent = x.view(G, T, k, B, -1).permute(0, 2, 1, 3, 4)  # (G, k, T, B, in) view
         c = 0
-        for part in parts:
-            if part.dim() == 5:  # others' messages: (n, n-1, T, B, D) -> columns (n-1) x D
-                width = part.shape[1] * part.shape[-1]
-                dst = by_agent[..., c : c + width].unflatten(-1, part.shape[1::3])
-                dst.copy_(part.view(G, k, *part.shape[1:]).permute(0, 1, 3, 4, 2, 5))
-            else:
+        with torch.no_grad():  # data; the gradient goes through grad_part
+            for part in parts:
                 width = part.shape[-1]
                 by_agent[..., c : c + width] = part.view(G, k, *part.shape[1:])
-            c += width
-        return x, grad_cols
+                c += width
+        grads = [t for t in grads if t.requires_grad]
+        if not grads:
+            return x, None
+        return x, self.to_groups_by_step(grads[0] if len(grads) == 1 else torch.cat(grads, -1))
 
     def unroll(
         self,
@@ -329,9 +344,9 @@ class AgentNets(nn.Module):
         """
         n, T, B, _ = obs.shape
         G, k = self.groups, self.per_group
-        x, grad_cols = self.q_inputs(obs, last_action, msgs)
+        x, grad_part = self.q_inputs(obs, last_action, msgs)
         if h is None:
             h = self.initial_hidden(B)
-        q, h = self.q.unroll(x, h, grad_cols)
+        q, h = self.q.unroll(x, h, grad_part)
         q = q.view(G, T, k, B, -1).transpose(1, 2).reshape(n, T, B, -1)
         return q, h

@@ -56,9 +56,12 @@ class FusedQNet(torch.autograd.Function):
     """QNet.unroll (fc1 - ReLU - GRU - fc2 over T steps) in the compiled kernel."""
 
     @staticmethod
-    def forward(ctx, x, h0, grad_cols, lib, *params):
+    def forward(ctx, x, h0, grad_part, lib, *params):
+        # grad_part: see QNet.unroll; its values are the last columns of x
         q, hall, x, a1, gates = qnet_forward(lib, x, h0, list(params), keep=True)
-        ctx.lib, ctx.grad_cols = lib, grad_cols
+        ctx.lib = lib
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for hall
+        ctx.grad_cols = 0 if grad_part is None else grad_part.shape[-1]
         w1, _, w_ih, _, w_hh, _, w2, _ = params
         ctx.save_for_backward(x, hall, a1, gates, w1, w_ih, w_hh, w2)
         ctx.mark_non_differentiable(hall)
@@ -69,10 +72,10 @@ class FusedQNet(torch.autograd.Function):
         x, hall, a1, gates, w1, w_ih, w_hh, w2 = ctx.saved_tensors
         G, T, R, F = x.shape
         H, A = hall.shape[-1], w2.shape[-1]
-        c = 0
-        if ctx.needs_input_grad[0]:
-            c = F if ctx.grad_cols is None else ctx.grad_cols
-        dq = dq.contiguous()
+        if ctx.needs_input_grad[0] and ctx.needs_input_grad[2]:
+            raise RuntimeError("FusedQNet: x and grad_part cannot both carry gradient")
+        c = F if ctx.needs_input_grad[0] else ctx.grad_cols if ctx.needs_input_grad[2] else 0
+        dq = torch.zeros(G, T, R, A, dtype=x.dtype) if dq is None else dq.contiguous()
         new = dq.new_empty
         dxm = new(G, T, R, c) if c else None
         dh0, dw1, db1 = new(G, R, H), new(G, F, H), new(G, 1, H)
@@ -88,14 +91,10 @@ class FusedQNet(torch.autograd.Function):
         ins = (dq, x, hall, a1, gates, w1, w2t, w_iht, w_hht)
         outs = (dxm, dh0, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, scratch)
         _call(ctx.lib, "qnet_backward", dq.dtype, (G, T, R, F, H, A, c), *ins, *outs)
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = dxm if c == F else x.new_zeros(G, T, R, F)
-            if 0 < c < F:
-                dx[..., F - c :] = dxm
+        dx, dpart = (dxm, None) if ctx.needs_input_grad[0] else (None, dxm)
         hs, dqf = hall[:, 1:].reshape(G, T * R, H), dq.view(G, T * R, A)
         dw2, db2 = torch.bmm(hs.transpose(1, 2), dqf), dqf.sum(1, keepdim=True)
-        return dx, dh0, None, None, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, dw2, db2
+        return dx, dh0, dpart, None, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, dw2, db2
 
 
 def message_forward(lib, obs: Tensor, params: list[Tensor], keep: bool):
