@@ -26,7 +26,7 @@ SHARE_CHOICES = ("ps", "nps")
 TARGET_UNROLL_CHOICES = ("zero_start", "shifted")
 WANDB_MODES = ("offline", "online", "disabled")
 DEVICE_CHOICES = ("cpu", "cuda")
-KERNEL_CHOICES = ("auto", "fused", "torch")  # == ficomm.kernels.functions.KERNELS
+KERNEL_CHOICES = ("auto", "fused", "torch")  # see ficomm.nets.QNet
 
 
 @dataclass

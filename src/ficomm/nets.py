@@ -164,9 +164,9 @@ class GroupGRUCell(nn.Module):
 class QNet(nn.Module):
     """Linear(in, H) - ReLU - GRUCell(H, H) - Linear(H, n_actions), per group.
 
-    `kernel` (one of KERNELS) chooses how fc1 - ReLU - GRU is computed: "torch" (layer by
-    layer, any device), "fused" (the compiled CPU kernel, ficomm.kernels) or "auto" (fused
-    where it runs: CPU, float32/64, a C++ compiler; torch otherwise). Same math either way.
+    `kernel` chooses how the unroll is computed: "torch" (layer by layer, any device),
+    "fused" (the compiled CPU kernel, ficomm.kernels) or "auto" (fused where it runs: CPU,
+    float32/64, a C++ compiler; torch otherwise). Same math either way.
     """
 
     def __init__(

@@ -1,10 +1,10 @@
 """torch autograd Functions over the compiled kernels of nets.cpp (see ficomm.kernels).
 
-They compute exactly what the torch layers of ficomm.nets compute (to rounding): the loops
-over time steps and rows run in C, the weight gradients as large torch matmuls over the
-activations the forward pass saved. tests/learner checks both against the torch path and
-by gradcheck. Every tensor whose pointer is handed to C is held by a Python name until the
-call returns.
+They compute what the torch layers of ficomm.nets compute (to rounding): the loops over
+time steps and rows, and the weight gradients, run in C; only the narrow output layers'
+weight gradients are torch matmuls. tests/learner/test_kernels.py checks them against the
+torch layers and by gradcheck. Every tensor whose pointer is handed to C is held by a Python
+name until the call returns.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import ctypes
 import torch
 from torch import Tensor
 
-KERNELS = ("auto", "fused", "torch")
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 MSG_CHUNK = 64  # rows per chunk in nets.cpp's message net (its scratch size)
 
