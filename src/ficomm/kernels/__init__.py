@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("nets.cpp")
-ABI = 6  # bump with any change of the exported signatures
+ABI = 7  # bump with any change of the exported signatures
 BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 NATIVE_FLAGS = ["-march=native"]  # dropped if the compiler refuses it (some ARM toolchains)
 

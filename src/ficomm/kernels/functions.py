@@ -45,7 +45,7 @@ def qnet_forward(lib, x: Tensor, h0: Tensor, params: list[Tensor], keep: bool):
     new = x.new_empty
     q, hall = new(G, T, R, A), new(G, T + 1, R, H)
     a1, gates = (new(G, T, R, H), new(G, T, R, 4 * H)) if keep else (None, None)
-    scratch = new(7 * R * H)
+    scratch = new(7 * R * H + (H + 1 + R) * (A + 16))
     dims = (G, T, R, F, H, A)
     _call(lib, "qnet_forward", x.dtype, dims, x, h0, *ps, w2t, b2, q, hall, a1, gates, scratch)
     return q, hall, x, a1, gates
@@ -86,7 +86,7 @@ class FusedQNet(torch.autograd.Function):
         )
         w2t, w_iht, w_hht = (w.transpose(1, 2).contiguous() for w in (w2, w_ih, w_hh))
         w1 = w1.contiguous()
-        scratch = new(10 * R * H + max(3 * H, c))
+        scratch = new(10 * R * H + 3 * H + (H + 1 + R) * (c + 16))
         ins = (dq, x, hall, a1, gates, w1, w2t, w_iht, w_hht)
         outs = (dxm, dh0, dw1, db1, dw_ih, db_ih, dw_hh, db_hh, scratch)
         _call(ctx.lib, "qnet_backward", dq.dtype, (G, T, R, F, H, A, c), *ins, *outs)
@@ -104,7 +104,7 @@ def message_forward(lib, obs: Tensor, params: list[Tensor], keep: bool):
     obs, *ps = (t.contiguous() for t in (obs, w1, b1, w2, b2, w3.transpose(1, 2), b3))
     msg = obs.new_empty(G, N, D)
     a1, a2 = (obs.new_empty(G, N, M), obs.new_empty(G, N, M)) if keep else (None, None)
-    scratch = obs.new_empty(2 * MSG_CHUNK * M)
+    scratch = obs.new_empty(2 * MSG_CHUNK * M + (M + 1 + MSG_CHUNK) * (D + 16))
     _call(lib, "msg_forward", obs.dtype, (G, N, n_obs, M, D), obs, *ps, msg, a1, a2, scratch)
     return msg, obs, a1, a2
 

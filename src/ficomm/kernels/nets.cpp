@@ -122,26 +122,32 @@ static inline void gemm_acc_at(int M, int N, int K, const T* A, long lda, const 
   gemm_s<T>(M, N, K, A, 1, lda, B, ldb, C, N, C, N);
 }
 
-// C (M x N) = bias + A (M x K) Bt^T for a narrow N (a few outputs): dot products over K,
-// vectorised along K, with Bt (N x K) the transposed weight.
+// A narrow layer (a few outputs: Q-values, messages, the message columns of dL/dx), its
+// weight zero-padded to whole vectors once so that the register-blocked matmul applies
+// (dot products along K would end in a horizontal sum per output).
+template <typename T> struct Narrow {
+  int K, N, Np;
+  T *w, *b, *out;  // w (K x Np), b (Np), out: M x Np rows before the first N are kept
+};
+
+// Bt (N x K): the transposed weight; bias may be null (zeros). buf: (K + 1 + M) * Np values
+// for outputs of up to M rows, Np = N rounded up to the vector width (at most N + 16).
 template <typename T>
-static void gemm_narrow(int M, int N, int K, const T* A, long lda, const T* Bt, T* C, long ldc,
-                        const T* bias) {
-  typedef typename VT<T>::v V;
+static Narrow<T> narrow_pad(int K, int N, const T* Bt, const T* bias, T* buf) {
   constexpr int W = VT<T>::N;
-  for (int i = 0; i < M; ++i) {
-    const T* a = A + i * lda;
-    for (int j = 0; j < N; ++j) {
-      const T* b = Bt + (long)j * K;
-      V acc = V{};
-      int k = 0;
-      for (; k + W <= K; k += W) acc += ld<T>(a + k) * ld<T>(b + k);
-      T c = bias[j];
-      for (int l = 0; l < W; ++l) c += acc[l];
-      for (; k < K; ++k) c += a[k] * b[k];
-      C[i * ldc + j] = c;
-    }
-  }
+  const int Np = (N + W - 1) / W * W;
+  Narrow<T> L{K, N, Np, buf, buf + (long)K * Np, buf + (long)(K + 1) * Np};
+  for (int k = 0; k < K; ++k)
+    for (int j = 0; j < Np; ++j) L.w[(long)k * Np + j] = j < N ? Bt[(long)j * K + k] : T(0);
+  for (int j = 0; j < Np; ++j) L.b[j] = j < N && bias ? bias[j] : T(0);
+  return L;
+}
+
+// C (M x N) = b + A (M x K) w, for M up to the M given to narrow_pad
+template <typename T>
+static void narrow_apply(const Narrow<T>& L, int M, const T* A, long lda, T* C, long ldc) {
+  gemm<T>(M, L.Np, L.K, A, lda, L.w, L.Np, L.out, L.Np, L.b, 0);
+  for (int i = 0; i < M; ++i) std::memcpy(C + i * ldc, L.out + (long)i * L.Np, sizeof(T) * L.N);
 }
 
 // ------------------------------------------------------------------------------ activations
@@ -245,11 +251,12 @@ static void forward(const int* dims, const T* x, const T* h0, const T* w1, const
   T* sa1 = scratch;               // R x H   (when a1 is not kept)
   T* sgi = scratch + R * H;       // R x 3H
   T* sgh = scratch + 4L * R * H;  // R x 3H
+  T* nbuf = scratch + 7L * R * H;  // the padded output layer: (H + 1 + R) x (A + 16)
   for (int g = 0; g < G; ++g) {
     const T *w1g = w1 + (long)g * F * H, *b1g = b1 + (long)g * H;
     const T *wihg = wih + g * H * H3, *bihg = bih + g * H3;
     const T *whhg = whh + g * H * H3, *bhhg = bhh + g * H3;
-    const T *w2tg = w2t + (long)g * A * H, *b2g = b2 + (long)g * A;
+    const Narrow<T> out = narrow_pad<T>(H, A, w2t + (long)g * A * H, b2 + (long)g * A, nbuf);
     T* hg = hall + (long)g * (T_ + 1) * R * H;
     std::memcpy(hg, h0 + (long)g * R * H, sizeof(T) * R * H);
     for (int t = 0; t < T_; ++t) {
@@ -283,7 +290,7 @@ static void forward(const int* dims, const T* x, const T* h0, const T* w1, const
           });
         }
       }
-      gemm_narrow<T>(R, A, H, hn, H, w2tg, q + off * A, A, b2g);
+      narrow_apply<T>(out, R, hn, H, q + off * A, A);
     }
   }
 }
@@ -303,8 +310,9 @@ static void backward(const int* dims, const T* dq, const T* x, const T* hall, co
   T* d1 = gsum + RH;         // dL/d(x w1 + b1) at step t
   T* sgi = d1 + RH;          // dL/d(gi_t), R x 3H
   T* sgh = sgi + 3 * RH;     // dL/d(gh_t), R x 3H
-  T* zero = sgh + 3 * RH;    // zeros: the init row of a plain matmul (max(3H, C) long)
-  std::memset(zero, 0, sizeof(T) * (H3 > C ? H3 : C));
+  T* zero = sgh + 3 * RH;    // zeros: the init row of a plain matmul (3H long)
+  T* nbuf = zero + H3;       // the padded message columns of w1: (H + 1 + R) x (C + 16)
+  std::memset(zero, 0, sizeof(T) * H3);
   std::memset(dw1, 0, sizeof(T) * G * F * H);
   std::memset(dwih, 0, sizeof(T) * G * H * H3);
   std::memset(dwhh, 0, sizeof(T) * G * H * H3);
@@ -316,6 +324,8 @@ static void backward(const int* dims, const T* dq, const T* x, const T* hall, co
     const T *w2tg = w2t + (long)g * A * H, *w1g = w1 + (long)g * F * H;
     T *dw1g = dw1 + (long)g * F * H, *dwihg = dwih + g * H * H3, *dwhhg = dwhh + g * H * H3;
     const T* hg = hall + (long)g * (T_ + 1) * R * H;
+    Narrow<T> dxl{};
+    if (C > 0) dxl = narrow_pad<T>(H, C, w1g + (long)(F - C) * H, nullptr, nbuf);
     std::memset(carry, 0, sizeof(T) * RH);
     for (int t = T_ - 1; t >= 0; --t) {
       const long off = ((long)g * T_ + t) * R;
@@ -349,7 +359,7 @@ static void backward(const int* dims, const T* dq, const T* x, const T* hall, co
       for (long k = 0; k < RH; ++k) d1[k] = a1t[k] > T(0) ? d1[k] : T(0);
       add_rows(db1 + (long)g * H, d1, R, H, H);
       gemm_acc_at<T>(F, H, R, x + off * F, F, d1, H, dw1g);
-      if (C > 0) gemm_narrow<T>(R, C, H, d1, H, w1g + (long)(F - C) * H, dxm + off * C, C, zero);
+      if (C > 0) narrow_apply<T>(dxl, R, d1, H, dxm + off * C, C);
     }
     std::memcpy(dh0 + (long)g * RH, carry, sizeof(T) * RH);
   }
@@ -364,8 +374,11 @@ static void msg_forward(const int* dims, const T* obs, const T* w1, const T* b1,
                         const T* b2, const T* w3t, const T* b3, T* msg, T* a1, T* a2,
                         T* scratch) {
   const int G = dims[0], N = dims[1], O = dims[2], M = dims[3], D = dims[4];
+  T* nbuf = scratch + 2L * MSG_CHUNK * M;  // the padded output layer: (M + 1 + CHUNK) x (D + 16)
   for (int g = 0; g < G; ++g) {
-    const T *w1g = w1 + (long)g * O * M, *w2g = w2 + (long)g * M * M, *w3g = w3t + (long)g * D * M;
+    const T *w1g = w1 + (long)g * O * M, *w2g = w2 + (long)g * M * M;
+    const Narrow<T> out =
+        narrow_pad<T>(M, D, w3t + (long)g * D * M, b3 + (long)g * D, nbuf);
     for (int i0 = 0; i0 < N; i0 += MSG_CHUNK) {
       const int rows = N - i0 < MSG_CHUNK ? N - i0 : MSG_CHUNK;
       const long off = (long)g * N + i0;
@@ -375,7 +388,7 @@ static void msg_forward(const int* dims, const T* obs, const T* w1, const T* b1,
       relu(h1, (long)rows * M);
       gemm<T>(rows, M, M, h1, M, w2g, M, h2, M, b2 + (long)g * M, 0);
       relu(h2, (long)rows * M);
-      gemm_narrow<T>(rows, D, M, h2, M, w3g, msg + off * D, D, b3 + (long)g * D);
+      narrow_apply<T>(out, rows, h2, M, msg + off * D, D);
     }
   }
 }
@@ -500,7 +513,7 @@ static void policy_step(const int* d, const T* obs, const int* last, T* h, T* q,
 // (w2's, a narrow one, is left to torch), dh0, and dxm (G, T, R, C) of the last C input
 // columns (C = 0: none). Message net dims = {G, N, O, M, D}.
 extern "C" {
-int ficomm_qnet_abi() { return 6; }
+int ficomm_qnet_abi() { return 7; }
 int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
 #define FI_EXPORT(S, T)                                                                         \
   void ficomm_qnet_forward_##S(const int* d, const T* x, const T* h0, const T* w1, const T* b1, \
