@@ -167,6 +167,10 @@ def test_build_is_cached_per_cpu_and_source(tmp_path, monkeypatch):
     monkeypatch.setattr(kernels, "_cpu_id", lambda: "another CPU")
     assert kernels.load() is not None
     assert len(list(tmp_path.glob("nets-*.so"))) == 2  # another CPU gets its own build
+    monkeypatch.setattr(kernels, "_state", {})
+    monkeypatch.setenv("FICOMM_KERNEL_CXXFLAGS", "-O2")
+    assert kernels.load() is not None
+    assert len(list(tmp_path.glob("nets-*.so"))) == 3  # and so do other compiler flags
 
 
 def test_train_records_the_kernel_and_rejects_a_bad_choice(tmp_path):

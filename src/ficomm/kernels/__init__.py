@@ -3,7 +3,8 @@ minibatch, forward and backward, and one acting step of all agents): built at fi
 cached, loaded with ctypes.
 
 The kernel is compiled with the machine's C++ compiler (`$CXX`, else g++, c++ or clang++) and
-`-march=native`, so the cache key names the source, the compiler and the CPU: a cache shared
+`-march=native` plus `$FICOMM_KERNEL_CXXFLAGS` (e.g. `-mno-avx512f` to build for AVX2 only),
+so the cache key names the source, the compiler, the flags and the CPU: a cache shared
 between cluster nodes never hands one node's build to a different CPU. The cache lives in
 `$FICOMM_KERNEL_CACHE`, else `$XDG_CACHE_HOME/ficomm/kernels` (default ~/.cache/...). Builds
 are written to a temporary name and renamed, so parallel jobs may build at once.
@@ -57,6 +58,11 @@ def _cpu_id() -> str:
         return platform.processor() + platform.machine()
 
 
+def extra_flags() -> list[str]:
+    """Compiler flags added from $FICOMM_KERNEL_CXXFLAGS (part of the cache key)."""
+    return os.environ.get("FICOMM_KERNEL_CXXFLAGS", "").split()
+
+
 def _cache_key(cxx: str) -> str:
     try:
         version = subprocess.run(
@@ -65,8 +71,8 @@ def _cache_key(cxx: str) -> str:
     except (OSError, subprocess.SubprocessError):
         version = ""
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version.encode(), _cpu_id().encode(), str(ABI).encode()):
-        h.update(part)
+    for part in (SOURCE.read_text(), version, _cpu_id(), str(ABI), " ".join(extra_flags())):
+        h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
 
@@ -75,7 +81,7 @@ def _build(cxx: str, target: Path) -> str | None:
     """Compile into `target` (atomically); returns an error text or None."""
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
-    for flags in (BASE_FLAGS + NATIVE_FLAGS, BASE_FLAGS):
+    for flags in (BASE_FLAGS + NATIVE_FLAGS + extra_flags(), BASE_FLAGS + extra_flags()):
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
