@@ -50,10 +50,11 @@ class Policy:
 
     def start(self, batch: int) -> None:
         self.h = np.zeros((self.G, self.k * batch, self.H), np.float32)
-        self.last = np.zeros((batch, self.n, self.nets.n_actions), np.float32)
-        self.last_idx = np.full((batch, self.n), -1, np.int32)  # -1: no action yet
         if self.lib is not None:
+            self.last_idx = np.full((batch, self.n), -1, np.int32)  # -1: no action yet
             self._bind_kernel(batch)
+        else:
+            self.last = np.zeros((batch, self.n, self.nets.n_actions), np.float32)
 
     def _bind_kernel(self, batch: int) -> None:
         nets, L = self.nets, self.layout
@@ -112,8 +113,10 @@ class Policy:
 
     def record(self, actions: np.ndarray) -> None:
         """The executed actions (B, n) become the next step's last-action input."""
-        self.last = self.eye[actions]
-        self.last_idx[...] = actions
+        if self.lib is not None:
+            self.last_idx[...] = actions  # the compiled step builds the one-hot itself
+        else:
+            self.last = self.eye[actions]
 
 
 def greedy(q: np.ndarray, avail: np.ndarray) -> np.ndarray:
