@@ -67,6 +67,7 @@ class Config:
     wandb_project: str = "ficomm"
     wandb_entity: str | None = None
     wandb_group: str | None = None  # None -> the configuration without the seed
+    preset: str | None = None  # the workflow preset that asked for this run (a W&B label only)
     wandb_tags: list = field(default_factory=list)
 
     @property
@@ -83,7 +84,7 @@ class Config:
         # kernel: the same math in another implementation (rounding only), like threads
         for key in ("out", "threads", "kernel", "wandb_mode", "wandb_project", "wandb_entity"):
             d.pop(key)
-        for key in ("wandb_group", "wandb_tags"):
+        for key in ("wandb_group", "wandb_tags", "preset"):
             d.pop(key)
         return d
 
@@ -93,11 +94,24 @@ class Config:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def group_name(self) -> str:
-        """The configuration without the seed: W&B group and results path component."""
+        """The configuration without the seed (the W&B group): env, backend, method, hidden,
+        then every other learning key whose value differs from its default, so that runs that
+        learn differently never share a group."""
         if self.wandb_group:
             return self.wandb_group
-        extra = "".join(f"-{k}={v}" for k, v in sorted(self.env_args.items()))
+        defaults = Config(env=self.env)
+        _resolve_env_defaults(defaults)
+        named = {"env", "backend", "share", "comm", "hidden", "seed", "env_args"}
+        mine, base = self.learning_dict(), defaults.learning_dict()
+        extra = "".join(
+            f"-{k}={mine[k]}" for k in sorted(mine) if k not in named and mine[k] != base[k]
+        )
+        extra += "".join(f"-{k}={v}" for k, v in sorted(self.env_args.items()))
         return f"{self.env}-{self.backend}-{self.method}-h{self.hidden}{extra}"
+
+    def run_name(self) -> str:
+        """The W&B run name: the configuration and the seed (unique within a project)."""
+        return f"{self.group_name()}-s{self.seed}"
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -138,6 +152,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "wandb_entity": (str, type(None)),
     "wandb_group": (str, type(None)),
     "wandb_tags": (list,),
+    "preset": (str, type(None)),
 }
 assert set(_TYPES) == set(_FIELDS)
 

@@ -77,7 +77,11 @@ def wandb_tags(cfg: Config) -> list[str]:
         f"share:{cfg.share}",
         f"comm:{str(cfg.comm).lower()}",
         f"hidden:{cfg.hidden}",
+        f"method:{cfg.method}",
+        f"seed:{cfg.seed}",
     ]
+    if cfg.preset:
+        base.append(f"preset:{cfg.preset}")
     return base + list(cfg.wandb_tags)
 
 
@@ -97,8 +101,13 @@ class WandbTracker:
             entity=cfg.wandb_entity,
             group=cfg.group_name(),
             tags=wandb_tags(cfg),
-            name=f"{cfg.group_name()}-s{cfg.seed}",
-            config={**cfg.to_dict(), **{f"info/{k}": v for k, v in run_info.items()}},
+            name=cfg.run_name(),
+            job_type="train",
+            config={
+                **cfg.to_dict(),
+                "method": cfg.method,
+                **{f"info/{k}": v for k, v in run_info.items()},
+            },
             id=run_id,
             resume="allow",
             # W&B writes into <dir>/wandb; absolute because an inherited WANDB_SERVICE means

@@ -58,8 +58,8 @@ PRESET_NAME = config["preset"]
 PRESET = _check_preset(PRESET_NAME, config["presets"])
 WANDB = config["wandb"]
 
-RESULTS = f"results/{PRESET_NAME}"
-FIGURES = "paper_figures"
+RESULTS = PRESET.get("out", f"results/{PRESET_NAME}")
+FIGURES = PRESET.get("figures", f"paper_figures/{PRESET_NAME}")
 REFERENCE = "config/reference.yaml"  # what the paper reports (the replication report's reference)
 COMM_DIRS = {True: "comm", False: "nocomm"}
 RUN_DIR = f"{RESULTS}/runs/{{env}}/{{backend}}/{{share}}_{{comm}}/h{{hidden}}/seed{{seed}}"
@@ -132,7 +132,7 @@ def train_settings(wildcards):
         "eval_episodes": PRESET["eval_episodes"],
         "wandb_mode": WANDB["mode"],
         "wandb_project": WANDB["project"],
-        "wandb_group": PRESET_NAME,
+        "preset": PRESET_NAME,
     }
     if WANDB["entity"]:
         settings["wandb_entity"] = WANDB["entity"]
