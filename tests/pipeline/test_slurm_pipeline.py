@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+import subprocess
 from itertools import product
 from pathlib import Path
 
@@ -180,13 +181,17 @@ def test_failing_job_makes_snakemake_fail(slurm_cluster, pipeline):
 def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     """SLURM kills a training job at its time limit (state TIMEOUT, as on a cluster when a run
     outlasts its request); Snakemake's retry submits a new job, which resumes from the run's
-    checkpoint instead of starting again, and finishes."""
+    checkpoint instead of starting again, and finishes.
+
+    The first job is frozen (SIGSTOP) once it has checkpointed, before its time limit is cut:
+    slurmctld enforces limits on its own schedule, and a job left running could finish first on
+    a fast machine. Frozen, it can only end by SLURM's time-out, whatever the machine's speed."""
     run = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed0"
     overlay = {
         "presets": {
             "smoke": {
                 "grid": {"env": ["predator_prey"], "hidden": [32]},
-                "budget": {"predator_prey": 150_000},
+                "budget": {"predator_prey": 30_000},
                 "eval_interval": 500,
                 "eval_episodes": 1,
             }
@@ -204,6 +209,8 @@ def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster,
             "three evaluations of the first job",
         )
         (job,) = slurm_cluster.run("squeue", "-h", "-o", "%i").stdout.split()
+        frozen = subprocess.run(["pkill", "-STOP", "-f", f"ficomm train out=\\S*{run}"])
+        assert frozen.returncode == 0, "the training process of the first job was not found"
         # A time limit already passed: slurmctld times the job out at its next check.
         slurm_cluster.run("scontrol", "update", f"JobId={job}", "TimeLimit=0:1")
         out, _ = proc.communicate(timeout=480)
@@ -219,4 +226,4 @@ def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster,
     m = re.search(r"resuming .*at env step (\d+)", log.read_text())
     assert m and int(m[1]) > 0, log.read_text()[-2000:]
     rows = list(csv.DictReader(metrics.open()))
-    assert int(rows[-1]["env_steps"]) + 500 >= 150_000
+    assert int(rows[-1]["env_steps"]) + 500 >= 30_000
