@@ -1,5 +1,10 @@
 """The run configuration: one flat, typed record whose defaults are the paper's hyperparameters.
 
+Every key is declared once, as a field of `Config` with its metadata (help, unit, allowed
+values, bounds, whether it changes learning). Validation, the config hash, the analysis's
+configuration identity, `ficomm train --help` and the key table in docs/training.md are all
+derived from these declarations (`KEYS`).
+
 `load_config(path, overrides)` reads an optional YAML file, applies `key=value` overrides
 (values parsed as YAML, `env_args.NAME=value` for environment parameters), and validates
 everything before any training starts; a bad value raises `ConfigError` naming the field.
@@ -11,64 +16,145 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ficomm.envs import ENV_NAMES, backends_for, env_spec
 from ficomm.envs.base import ConfigError
 
-# Environment-dependent defaults: the paper's backend and budget for each environment.
-DEFAULT_BACKEND = {"predator_prey": "native", "3s_vs_5z": "sc2"}
-DEFAULT_BUDGET = {"predator_prey": 1_000_000, "3s_vs_5z": 3_000_000}
-SHARE_CHOICES = ("ps", "nps")
-TARGET_UNROLL_CHOICES = ("zero_start", "shifted")
-WANDB_MODES = ("offline", "online", "disabled")
-DEVICE_CHOICES = ("cpu", "cuda")
-KERNEL_CHOICES = ("auto", "fused", "torch")  # see ficomm.nets.QNet
+# Bounds a key may declare, with the phrase its error message uses.
+BOUNDS = {
+    "positive": (lambda v: v > 0, "must be positive"),
+    "at_least_1": (lambda v: v >= 1, "must be a positive integer"),
+    "non_negative": (lambda v: v >= 0, "must be a non-negative integer"),
+    "open_unit": (lambda v: 0 < v < 1, "must lie in (0, 1)"),
+    "unit": (lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
+}
+
+
+def key(
+    default: Any,
+    help: str,
+    *,
+    unit: str = "",
+    choices: tuple | None = None,
+    bound: str | None = None,
+    learning: bool = True,
+) -> Any:
+    """Declare one config key: its default and everything the rest of ficomm asks about it.
+
+    learning=False marks keys that say where or how a run executes, or how it is logged, not
+    what it learns: they are left out of the config hash and of the configuration identity."""
+    assert bound is None or bound in BOUNDS, bound
+    meta = dict(help=help, unit=unit, choices=choices, bound=bound, learning=learning)
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class Config:
-    """One training run. Defaults reproduce the authors' code (spec sections 2, 3 and 7)."""
+    """One training run. Defaults reproduce the authors' code (docs/faithfulness.md)."""
 
-    env: str = "predator_prey"
-    backend: str | None = None  # None -> DEFAULT_BACKEND[env]
-    env_args: dict = field(default_factory=dict)  # passed to make_env (e.g. penalty=-0.5)
-    share: str = "nps"  # ps: one network for all agents; nps: one per agent
-    comm: bool = True
-    hidden: int = 64
-    msg_hidden: int = 64
-    msg_dim: int = 10
-    own_message: bool = True  # NPS+COMM feeds each agent its own message (the paper's scheme)
-    seed: int = 0
-    budget: int | None = None  # env steps; None -> DEFAULT_BUDGET[env]
-    eval_interval: int = 10_000
-    eval_episodes: int = 20
-    buffer_size: int = 5000  # episodes
-    batch_size: int = 32  # episodes
-    lr: float = 5e-4
-    rms_alpha: float = 0.99
-    rms_eps: float = 1e-8
-    gamma: float = 0.99
-    grad_clip: float = 10.0
-    target_update: int = 200  # gradient steps
-    eps_start: float = 1.0
-    eps_end: float = 0.05
-    eps_anneal: int = 50_000  # env steps
-    timelimit_terminal: bool = True  # authors' quirk; false bootstraps at truncation
-    target_unroll: str = "zero_start"  # authors' quirk; "shifted" reuses the full unroll
-    device: str = "cpu"
-    threads: int = 1
-    kernel: str = "auto"  # auto: compiled CPU kernel where it builds, else torch; fused; torch
-    out: str = "runs/default"
-    wandb_mode: str = "offline"
-    wandb_project: str = "ficomm"
-    wandb_entity: str | None = None
-    wandb_group: str | None = None  # None -> the configuration without the seed
-    preset: str | None = None  # the workflow preset that asked for this run (a W&B label only)
-    wandb_tags: list = field(default_factory=list)
+    env: str = key(
+        "predator_prey", "environment (the registry in ficomm.envs; docs/environments.md)"
+    )
+    backend: str | None = key(
+        None, "simulator of the environment; default: the environment's own (docs/environments.md)"
+    )
+    env_args: dict = key({}, "environment parameters, e.g. env_args.penalty=-0.5")
+    share: str = key(
+        "nps",
+        "ps: one network shared by all agents (+ agent id); nps: one per agent",
+        choices=("ps", "nps"),
+    )
+    comm: bool = key(True, "learned messages (others' messages as inputs; under NPS detached)")
+    hidden: int = key(64, "GRU width of the Q-net", bound="at_least_1")
+    msg_hidden: int = key(64, "hidden width of the message net", bound="at_least_1")
+    msg_dim: int = key(10, "message size", bound="at_least_1")
+    own_message: bool = key(
+        True, "NPS+COMM feeds each agent its own message (the paper's scheme); false: ablation"
+    )
+    seed: int = key(0, "seeds torch, numpy, Python and the environment", bound="non_negative")
+    budget: int | None = key(
+        None,
+        "training length; default: the environment's (the last episode may overshoot)",
+        unit="env steps",
+        bound="at_least_1",
+    )
+    eval_interval: int = key(
+        10_000,
+        "greedy evaluation at step 0, then after each crossed multiple",
+        unit="env steps",
+        bound="at_least_1",
+    )
+    eval_episodes: int = key(20, "greedy episodes per evaluation", bound="at_least_1")
+    buffer_size: int = key(5000, "FIFO replay capacity", unit="episodes", bound="at_least_1")
+    batch_size: int = key(
+        32, "minibatch, sampled with replacement", unit="episodes", bound="at_least_1"
+    )
+    lr: float = key(5e-4, "RMSprop learning rate, one optimiser per owner", bound="positive")
+    rms_alpha: float = key(0.99, "RMSprop smoothing constant", bound="open_unit")
+    rms_eps: float = key(1e-8, "RMSprop epsilon", bound="positive")
+    gamma: float = key(0.99, "discount", bound="unit")
+    grad_clip: float = key(10.0, "global-norm gradient clip per owner", bound="positive")
+    target_update: int = key(
+        200, "hard target-network copy interval", unit="gradient steps", bound="at_least_1"
+    )
+    eps_start: float = key(1.0, "epsilon at the first training step", bound="unit")
+    eps_end: float = key(0.05, "epsilon after annealing", bound="unit")
+    eps_anneal: int = key(
+        50_000, "linear epsilon decay length", unit="env steps", bound="at_least_1"
+    )
+    timelimit_terminal: bool = key(
+        True, "authors' quirk: the time limit is stored as terminal; false bootstraps past it"
+    )
+    target_unroll: str = key(
+        "zero_start",
+        "authors' quirk: the target net starts from a zero state at o_1; shifted reuses the "
+        "full unroll over o_0..o_T",
+        choices=("zero_start", "shifted"),
+    )
+    device: str = key(
+        "cpu",
+        "cuda trains on a GPU (fails before training where none is available)",
+        choices=("cpu", "cuda"),
+        learning=False,
+    )
+    threads: int = key(1, "torch CPU threads", bound="at_least_1", learning=False)
+    kernel: str = key(
+        "auto",
+        "CPU implementation: fused (compiled kernel), torch (layers), auto (fused where it "
+        "builds); same math to rounding",
+        choices=("auto", "fused", "torch"),
+        learning=False,
+    )
+    out: str = key("runs/default", "the run directory", learning=False)
+    wandb_mode: str = key(
+        "offline",
+        "W&B mode; the WANDB_MODE environment variable wins",
+        choices=("offline", "online", "disabled"),
+        learning=False,
+    )
+    wandb_project: str = key("ficomm", "W&B project", learning=False)
+    wandb_entity: str | None = key(None, "W&B entity (user or team)", learning=False)
+    wandb_group: str | None = key(
+        None, "W&B group; default: the configuration without the seed", learning=False
+    )
+    wandb_tags: list = key(
+        [],
+        "extra W&B tags (env, backend, method, hidden, seed, preset are always set)",
+        learning=False,
+    )
+    preset: str | None = key(
+        None, "the workflow preset that asked for this run (a W&B label)", learning=False
+    )
 
     @property
     def method(self) -> str:
@@ -79,19 +165,18 @@ class Config:
         return dataclasses.asdict(self)
 
     def learning_dict(self) -> dict[str, Any]:
-        """The fields that determine the learning curve (no output or logging settings)."""
+        """The keys that determine the learning curve (declared with learning=True)."""
         d = self.to_dict()
-        # kernel: the same math in another implementation (rounding only), like threads
-        for key in ("out", "threads", "kernel", "wandb_mode", "wandb_project", "wandb_entity"):
-            d.pop(key)
-        for key in ("wandb_group", "wandb_tags", "preset"):
-            d.pop(key)
-        return d
+        return {k: d[k] for k in LEARNING_KEYS}
 
     def config_hash(self) -> str:
-        """A stable hash of the learning-relevant fields (resume refuses a different config)."""
-        blob = json.dumps(self.learning_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """A stable hash of the learning keys (resume refuses a different config). `device`
+        is hashed too: a run is never resumed on another device (resume is bit-exact), and the
+        hashes of existing runs stay valid."""
+        blob = {**self.learning_dict(), **{k: getattr(self, k) for k in _ALSO_HASHED}}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
 
     def group_name(self) -> str:
         """The configuration without the seed (the W&B group): env, backend, method, hidden,
@@ -114,82 +199,75 @@ class Config:
         return f"{self.group_name()}-s{self.seed}"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-# Expected type of each field (the dataclass annotations are strings under __future__).
-_TYPES: dict[str, tuple[type, ...]] = {
-    "env": (str,),
-    "backend": (str, type(None)),
-    "env_args": (dict,),
-    "share": (str,),
-    "comm": (bool,),
-    "hidden": (int,),
-    "msg_hidden": (int,),
-    "msg_dim": (int,),
-    "own_message": (bool,),
-    "seed": (int,),
-    "budget": (int, type(None)),
-    "eval_interval": (int,),
-    "eval_episodes": (int,),
-    "buffer_size": (int,),
-    "batch_size": (int,),
-    "lr": (float,),
-    "rms_alpha": (float,),
-    "rms_eps": (float,),
-    "gamma": (float,),
-    "grad_clip": (float,),
-    "target_update": (int,),
-    "eps_start": (float,),
-    "eps_end": (float,),
-    "eps_anneal": (int,),
-    "timelimit_terminal": (bool,),
-    "target_unroll": (str,),
-    "device": (str,),
-    "threads": (int,),
-    "kernel": (str,),
-    "out": (str,),
-    "wandb_mode": (str,),
-    "wandb_project": (str,),
-    "wandb_entity": (str, type(None)),
-    "wandb_group": (str, type(None)),
-    "wandb_tags": (list,),
-    "preset": (str, type(None)),
-}
-assert set(_TYPES) == set(_FIELDS)
+def _type_tuple(annotation: Any) -> tuple[type, ...]:
+    if isinstance(annotation, types.UnionType):
+        return tuple(typing.get_args(annotation))
+    return (annotation,)
+
+
+_HINTS = typing.get_type_hints(Config)
+# The declarations, in order: name -> (types, default, metadata).
+KEYS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+_TYPES: dict[str, tuple[type, ...]] = {name: _type_tuple(_HINTS[name]) for name in KEYS}
+LEARNING_KEYS = tuple(name for name, f in KEYS.items() if f.metadata["learning"])
+NON_LEARNING_KEYS = tuple(name for name in KEYS if name not in LEARNING_KEYS)
+_ALSO_HASHED = ("device",)
+
+
+def key_default(name: str) -> Any:
+    f = KEYS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+    close = difflib.get_close_matches(key, list(KEYS), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"{key}: unknown config key{hint} (known keys: {', '.join(_FIELDS)})")
+    return ConfigError(f"{key}: unknown config key{hint} (known keys: {', '.join(KEYS)})")
+
+
+def _number(value: Any) -> Any:
+    """A string that spells a number becomes that number: YAML 1.1 (PyYAML) reads 1e-3 and
+    -1e-2 (an exponent without a dot) as strings; everything else is returned unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) or text.lower() in ("nan", "inf", "-inf") else value
+    return value
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Check a value's type; ints are accepted where floats are expected, nothing else."""
-    types = _TYPES[key]
-    if isinstance(value, str) and (float in types or int in types):
-        try:  # PyYAML reads 1e-3 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
-    if float in types and isinstance(value, int) and not isinstance(value, bool):
+    types_ = _TYPES[key]
+    if float in types_ or int in types_:
+        value = _number(value)
+    if float in types_ and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if int in types and isinstance(value, float) and value.is_integer():
+    if int in types_ and isinstance(value, float) and value.is_integer():
         # 1e6 in YAML is a float; accept integral floats for counts.
         return int(value)
-    if isinstance(value, bool) and bool not in types:
-        raise ConfigError(f"{key}: expected {_type_names(types)}, got the boolean {value!r}")
-    if not isinstance(value, types):
+    if isinstance(value, bool) and bool not in types_:
+        raise ConfigError(f"{key}: expected {_type_names(types_)}, got the boolean {value!r}")
+    if not isinstance(value, types_):
         raise ConfigError(
-            f"{key}: expected {_type_names(types)}, got {type(value).__name__} {value!r}"
+            f"{key}: expected {_type_names(types_)}, got {type(value).__name__} {value!r}"
         )
     if key == "wandb_tags":
         return [str(t) for t in value]
+    if key == "env_args":
+        return {k: _number(v) for k, v in value.items()}
     return value
 
 
-def _type_names(types: tuple[type, ...]) -> str:
+def _type_names(types_: tuple[type, ...]) -> str:
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
-    return " or ".join(names.get(t, t.__name__) for t in types if t is not type(None))
+    return " or ".join(names.get(t, t.__name__) for t in types_ if t is not type(None))
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -217,7 +295,7 @@ def make_config(values: dict[str, Any]) -> Config:
     """Build and validate a Config from a flat dict (unknown keys and bad values raise)."""
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        if key not in _FIELDS:
+        if key not in KEYS:
             raise _unknown_key(key)
         if value is None and type(None) not in _TYPES[key]:
             raise ConfigError(f"{key}: a value is required ({_type_names(_TYPES[key])})")
@@ -250,11 +328,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _resolve_env_defaults(cfg: Config) -> None:
-    if cfg.env in DEFAULT_BACKEND:
+    if cfg.env in ENV_NAMES:
+        spec = env_spec(cfg.env)
         if cfg.backend is None:
-            cfg.backend = DEFAULT_BACKEND[cfg.env]
+            cfg.backend = spec.default_backend
         if cfg.budget is None:
-            cfg.budget = DEFAULT_BUDGET[cfg.env]
+            cfg.budget = spec.default_budget
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -263,67 +342,91 @@ def _check(ok: bool, key: str, message: str) -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Impossible values fail here, before anything is built, naming the field."""
-    from ficomm.envs import ENV_NAMES, backends_for
-
+    """Impossible values fail here, before anything is built, naming the field: first each
+    key's declared choices and bounds, then the checks that involve several keys."""
     _check(
         cfg.env in ENV_NAMES, "env", f"unknown environment {cfg.env!r}; choose one of {ENV_NAMES}"
     )
+    for name, f in KEYS.items():
+        value, meta = getattr(cfg, name), f.metadata
+        if value is None:
+            continue
+        if meta["choices"] is not None:
+            _check(value in meta["choices"], name, f"must be {_choices(meta)}, got {value!r}")
+        if meta["bound"] is not None:
+            ok, phrase = BOUNDS[meta["bound"]]
+            _check(ok(value), name, f"{phrase}, got {value}")
     _check(
         cfg.backend in backends_for(cfg.env),
         "backend",
         f"{cfg.backend!r} cannot run {cfg.env!r}; choose one of {backends_for(cfg.env)}",
     )
-    _check(cfg.share in SHARE_CHOICES, "share", f"must be 'ps' or 'nps', got {cfg.share!r}")
-    for key in ("hidden", "msg_hidden", "msg_dim", "eval_episodes", "buffer_size", "batch_size"):
-        _check(getattr(cfg, key) >= 1, key, f"must be a positive integer, got {getattr(cfg, key)}")
-    for key in ("eval_interval", "target_update", "eps_anneal", "threads"):
-        _check(getattr(cfg, key) >= 1, key, f"must be a positive integer, got {getattr(cfg, key)}")
-    _check(cfg.budget >= 1, "budget", f"must be a positive number of env steps, got {cfg.budget}")
     _check(
         cfg.budget >= cfg.eval_interval,
         "budget",
         f"{cfg.budget} is below eval_interval={cfg.eval_interval}: the run would evaluate only "
         "the untrained policy; raise budget or lower eval_interval",
     )
-    _check(cfg.seed >= 0, "seed", f"must be a non-negative integer, got {cfg.seed}")
-    _check(cfg.lr > 0, "lr", f"must be positive, got {cfg.lr}")
-    _check(0 < cfg.rms_alpha < 1, "rms_alpha", f"must lie in (0, 1), got {cfg.rms_alpha}")
-    _check(cfg.rms_eps > 0, "rms_eps", f"must be positive, got {cfg.rms_eps}")
-    _check(0 <= cfg.gamma <= 1, "gamma", f"must lie in [0, 1], got {cfg.gamma}")
-    _check(cfg.grad_clip > 0, "grad_clip", f"must be positive, got {cfg.grad_clip}")
-    for key in ("eps_start", "eps_end"):
-        _check(0 <= getattr(cfg, key) <= 1, key, f"must lie in [0, 1], got {getattr(cfg, key)}")
     _check(cfg.eps_end <= cfg.eps_start, "eps_end", "must not exceed eps_start")
-    _check(
-        cfg.target_unroll in TARGET_UNROLL_CHOICES,
-        "target_unroll",
-        f"must be one of {TARGET_UNROLL_CHOICES}, got {cfg.target_unroll!r}",
-    )
-    _check(
-        cfg.device in DEVICE_CHOICES,
-        "device",
-        f"must be 'cpu' or 'cuda', got {cfg.device!r}",
-    )
-    _check(
-        cfg.kernel in KERNEL_CHOICES,
-        "kernel",
-        f"must be one of {KERNEL_CHOICES}, got {cfg.kernel!r}",
-    )
     _check(
         not (cfg.kernel == "fused" and cfg.device == "cuda"),
         "kernel",
         "'fused' is the compiled CPU kernel; with device=cuda use kernel=auto or torch",
-    )
-    _check(
-        cfg.wandb_mode in WANDB_MODES,
-        "wandb_mode",
-        f"must be one of {WANDB_MODES}, got {cfg.wandb_mode!r}",
     )
     _check(bool(cfg.out), "out", "a run directory is required (out=DIR)")
     for key in cfg.env_args:
         _check(isinstance(key, str) and key != "", "env_args", f"bad parameter name {key!r}")
 
 
+def _choices(meta) -> str:
+    quoted = [repr(c) for c in meta["choices"]]
+    return " or ".join(quoted) if len(quoted) == 2 else f"one of [{', '.join(quoted)}]"
+
+
 def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def _default_text(name: str) -> str:
+    if name == "backend":
+        return "per env"
+    if name == "budget":
+        return "per env"
+    value = key_default(name)
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def keys_help() -> str:
+    """Every key with its default, unit and help (`ficomm train --help`)."""
+    lines = []
+    for name, f in KEYS.items():
+        meta = f.metadata
+        extra = f" [{meta['unit']}]" if meta["unit"] else ""
+        choices = f" ({'|'.join(map(str, meta['choices']))})" if meta["choices"] else ""
+        lines.append(f"  {name}={_default_text(name)}{extra}{choices}\n      {meta['help']}")
+    return "\n".join(lines)
+
+
+def keys_markdown() -> str:
+    """The key table of docs/training.md (a test checks that the page holds exactly this)."""
+    rows = ["| key | default | unit | changes learning | meaning |", "|---|---|---|---|---|"]
+    for name, f in KEYS.items():
+        meta = f.metadata
+        meaning = meta["help"]
+        if meta["choices"]:
+            meaning += " (one of: " + ", ".join(f"`{c}`" for c in meta["choices"]) + ")"
+        rows.append(
+            f"| `{name}` | {_default_text(name)} | {meta['unit'] or '-'} | "
+            f"{'yes' if meta['learning'] else 'no'} | {meaning} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m ficomm.config --markdown: the table of docs/training.md
+    import sys
+
+    print(keys_markdown() if "--markdown" in sys.argv else keys_help())

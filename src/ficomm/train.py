@@ -425,7 +425,9 @@ Example: ficomm train out=runs/pp env=predator_prey share=nps comm=true hidden=6
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(USAGE)
+        from ficomm.config import keys_help
+
+        print(f"{USAGE}\n\nkeys (key=default [unit] (choices)):\n{keys_help()}")
         return 0
     path = None
     if argv and "=" not in argv[0]:

@@ -91,3 +91,53 @@ def test_hash_ignores_output_settings_but_not_learning_settings():
     assert a.config_hash() == b.config_hash() != c.config_hash()
     assert a.group_name() == c.group_name() == "predator_prey-native-NPS+IQL+COMM-h64"
     assert isinstance(a, Config)
+
+
+@pytest.mark.parametrize("raw,value", [("-1e-2", -0.01), ("1e-3", 0.001), ("+2E1", 20.0)])
+def test_env_args_numbers_parse_like_top_level_keys(raw, value):
+    """YAML 1.1 reads an exponent without a dot as a string; env_args get the same number
+    parsing as top-level keys, and the environment accepts the value."""
+    from ficomm.envs import make_env
+
+    cfg = load_config(None, [f"env_args.step_cost={raw}", f"lr={raw.lstrip('-+')}"])
+    assert cfg.env_args["step_cost"] == pytest.approx(value)
+    assert isinstance(cfg.env_args["step_cost"], float)
+    assert cfg.lr == pytest.approx(abs(value))
+    make_env(cfg.env, cfg.backend, seed=0, **cfg.env_args)  # no "must be a finite number"
+    assert (
+        make_config({"env_args": {"step_cost": raw}}).env_args["step_cost"]
+        == cfg.env_args["step_cost"]
+    )
+
+
+def test_help_lists_every_key_with_its_help(capsys):
+    from ficomm.config import KEYS
+    from ficomm.train import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, f in KEYS.items():
+        assert f"\n  {name}=" in out, name
+        assert f.metadata["help"] in out, name
+
+
+def test_docs_key_table_is_generated_from_the_declarations():
+    """docs/training.md holds exactly the table `keys_markdown()` derives from the keys."""
+    from pathlib import Path
+
+    from ficomm.config import keys_markdown
+
+    page = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    assert keys_markdown() in page, "regenerate the table: python -m ficomm.config --markdown"
+
+
+def test_learning_flag_decides_hash_and_identity():
+    from ficomm.analysis.aggregate import _NOT_CONFIG_IDENTITY
+    from ficomm.config import LEARNING_KEYS, NON_LEARNING_KEYS
+
+    assert set(_NOT_CONFIG_IDENTITY) == set(NON_LEARNING_KEYS)
+    assert {"kernel", "device", "threads", "out"} <= set(NON_LEARNING_KEYS)
+    assert "lr" in LEARNING_KEYS and "budget" in LEARNING_KEYS
+    a = load_config(None, ["kernel=torch", "threads=2", "wandb_tags=[x]", "preset=p"])
+    assert a.config_hash() == load_config(None, []).config_hash()
+    assert a.config_hash() != load_config(None, ["lr=1e-3"]).config_hash()

@@ -10,7 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from ficomm.envs import ENV_NAMES, backends_for
+from ficomm.envs import ENV_NAMES, backend_spec, backends_for
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -152,22 +152,21 @@ def train_args(wildcards):
     )
 
 
-# Rough single-core throughput (env steps per second, training and evaluation included) used to
-# size the run-time request; memory per backend. Generous on purpose: a job that still runs out
-# of time resumes from its checkpoint on retry, with a longer limit.
-STEPS_PER_SECOND = {"native": 250, "smax": 150, "sc2": 60}
-MEM_MB = {"native": 2000, "smax": 4000, "sc2": 8000}
+# Run time and memory per job come from the environment's registry entry (ficomm.envs): a
+# rough single-core speed and a memory request per backend. Generous on purpose: a job that
+# still runs out of time resumes from its checkpoint on retry, with a longer limit.
 STARTUP_MINUTES = 10
 
 
 def train_runtime(wildcards, attempt):
     """Minutes of wall-clock time to request, from the env's budget and the backend's speed."""
-    seconds = PRESET["budget"][wildcards.env] / STEPS_PER_SECOND.get(wildcards.backend, 60)
+    speed = backend_spec(wildcards.env, wildcards.backend).steps_per_second
+    seconds = PRESET["budget"][wildcards.env] / speed
     return (math.ceil(1.5 * seconds / 60) + STARTUP_MINUTES) * attempt
 
 
 def train_mem_mb(wildcards):
-    return MEM_MB.get(wildcards.backend, 8000)
+    return backend_spec(wildcards.env, wildcards.backend).mem_mb
 
 
 def train_device(wildcards, resources):

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ficomm.config import NON_LEARNING_KEYS
+from ficomm.envs import ENV_NAMES, env_spec
 from ficomm.envs.base import ConfigError
 
 
@@ -31,28 +33,10 @@ HIDDEN_SIZES = (32, 64, 128)
 DEFAULT_HIDDEN = 64  # the paper's default GRU width: the four-method comparison uses it
 # The grid axes; every other config key that varies across runs marks a variant (an ablation).
 GRID_COLUMNS = ("env", "backend", "share", "comm", "hidden", "seed")
-# Config keys that say where or how a run executed, not what was learned.
-_NOT_CONFIG_IDENTITY = {
-    "out",
-    "device",
-    "threads",
-    "wandb_mode",
-    "wandb_project",
-    "wandb_entity",
-    "wandb_group",
-    "wandb_tags",
-}
+# Config keys that say where or how a run executed, not what was learned (declared in config.py).
+_NOT_CONFIG_IDENTITY = set(NON_LEARNING_KEYS)
 REQUIRED_METRICS = ("env_steps", "eval_return_mean")
 REQUIRED_CONFIG = ("env", "backend", "share", "comm", "hidden", "seed")
-
-# The metric each environment is judged by (spec section 4): PredatorPrey has no win signal,
-# SMAC reports the test win rate.
-PRIMARY_METRIC = {
-    "predator_prey": ("eval_return_mean", "team return (sum over 4 agents)"),
-    "3s_vs_5z": ("eval_win_rate", "test win rate (fraction of episodes)"),
-}
-ENV_TITLES = {"predator_prey": "PredatorPrey 7x7", "3s_vs_5z": "3s_vs_5z"}
-BACKEND_TITLES = {"native": "native", "smax": "SMAX", "sc2": "StarCraft II"}
 
 # Final performance: the mean of a run's last K evaluations (10 evaluations = the last 100k
 # env steps at the paper's 10k interval), which smooths the 20-episode evaluation noise.
@@ -70,17 +54,20 @@ def method_slug(method: str) -> str:
 
 
 def primary_metric(env: str) -> tuple[str, str]:
-    """(column, axis label) of the metric `env` is judged by."""
-    if env not in PRIMARY_METRIC:
-        raise AnalysisInputError(
-            f"env: no primary metric known for {env!r}; known: {sorted(PRIMARY_METRIC)}"
-        )
-    return PRIMARY_METRIC[env]
+    """(column, axis label) of the metric `env` is judged by (its registry entry)."""
+    if env not in ENV_NAMES:
+        raise AnalysisInputError(f"env: no primary metric known for {env!r}; known: {ENV_NAMES}")
+    spec = env_spec(env)
+    return spec.metric, spec.metric_label
 
 
 def env_title(env: str, backend: str) -> str:
     """'3s_vs_5z (SMAX backend)': the backend is always named next to the environment."""
-    return f"{ENV_TITLES.get(env, env)} ({BACKEND_TITLES.get(backend, backend)} backend)"
+    if env not in ENV_NAMES:
+        return f"{env} ({backend} backend)"
+    spec = env_spec(env)
+    b = spec.backends.get(backend)
+    return f"{spec.title} ({b.title if b else backend} backend)"
 
 
 # ---------------------------------------------------------------- reading run directories

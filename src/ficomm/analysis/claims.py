@@ -43,14 +43,20 @@ from ficomm.analysis.aggregate import (
     main_grid,
     primary_metric,
 )
+from ficomm.envs import ENV_NAMES, env_spec
 
 DEFAULT_MIN_SEEDS = 3
 # Claim 4's equivalence margin on the 3s_vs_5z test win rate: 10 percentage points. Below
 # FLOOR both arms barely win, and "no difference" would say nothing about communication.
 WIN_RATE_MARGIN = 0.10
 WIN_RATE_FLOOR = 0.05
-# The secondary return-based check uses 10% of the backend's maximum return.
-MAX_RETURN = {"sc2": 20.0, "smax": 2.0}
+
+
+def _max_return(env: str, backend: str) -> float | None:
+    """The backend's maximum team return (its registry entry); the secondary return-based
+    check uses 10% of it."""
+    b = env_spec(env).backends.get(backend) if env in ENV_NAMES else None
+    return b.max_return if b else None
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,7 @@ def evaluate_contrast(
     metric = c.metric or primary_metric(c.env)[0]
     margin = c.margin
     if c.kind == "equivalence" and margin is None:
-        margin = 0.1 * MAX_RETURN.get(backend, math.nan)
+        margin = 0.1 * (_max_return(c.env, backend) or math.nan)
     out = {
         "label": c.label,
         "env": c.env,
