@@ -112,8 +112,9 @@ def test_smoke_preset_touches_every_level_and_targets_paper_figures(tmp_path):
     }, counts
     # Every figure of the paper is an output of the named target, Figure 5(a)/(b) included.
     for name in ("fig5a_3s_vs_5z_ps_iql_hidden_smax", "fig5b_3s_vs_5z_ps_iql_comm_hidden_smax"):
-        assert f"paper_figures/{name}.pdf" in out
-    assert "paper_figures/param_counts.csv" in out and "paper_figures/replication.md" in out
+        assert f"paper_figures/smoke/{name}.pdf" in out
+    assert "paper_figures/smoke/param_counts.csv" in out
+    assert "paper_figures/smoke/replication.md" in out
 
 
 def test_paper_preset_grid_budgets_and_resources(tmp_path):
@@ -127,7 +128,9 @@ def test_paper_preset_grid_budgets_and_resources(tmp_path):
         assert run["budget"] == {"predator_prey": "1000000", "3s_vs_5z": "3000000"}[run["env"]]
         assert run["eval_interval"] == "10000" and run["eval_episodes"] == "20"
         assert run["backend"] == {"predator_prey": "native", "3s_vs_5z": "sc2"}[run["env"]]
-        assert run["wandb_mode"] == "offline" and run["wandb_group"] == "paper"
+        # W&B groups are per configuration (ficomm train names them); the preset is a label.
+        assert run["wandb_mode"] == "offline" and run["preset"] == "paper"
+        assert "wandb_group" not in run
     counts = job_counts(out)
     assert counts["publish_wandb"] == 1 and counts["all"] == 1
     # Resources come from the rule: memory per backend, run time from the budget.
@@ -229,7 +232,7 @@ def test_tiny_grid_end_to_end(tmp_path):
     table = list(csv.DictReader((workdir / "results/smoke/all_runs.csv").open()))
     assert len({row["run_dir"] for row in table}) == 4
     assert {row["method"] for row in table} == {"NPS+IQL", "NPS+IQL+COMM"}
-    figures = workdir / "paper_figures"
+    figures = workdir / "paper_figures/smoke"
     manifest = json.loads((figures / "figures.json").read_text())
     for fig in manifest["figures"]:
         for name in fig["files"]:
@@ -341,3 +344,18 @@ def test_killed_training_job_is_retried_from_its_checkpoint(tmp_path):
     code, out, before = _kill_trainer_mid_run(workdir, *args, "--configfile", "overlay.yaml")
     assert code == 0, out[-3000:]
     _check_resumed(workdir, before)
+
+
+def test_presets_write_their_own_figures_and_cannot_share_a_folder(tmp_path):
+    """Each preset's figures go to paper_figures/<preset>/; a preset that names another's
+    folder is refused before anything runs."""
+    workdir = copy_workflow(tmp_path)
+    assert "paper_figures/paper/replication.md" in dry_run(workdir, "--config", "preset=paper")
+    clash = copy_workflow(
+        tmp_path / "clash", {"presets": {"paper": {"figures": "paper_figures/smoke"}}}
+    )
+    res = snakemake(clash, "-n", "--configfile", "overlay.yaml", timeout=120)
+    assert res.returncode != 0
+    assert "presets.paper.figures" in res.stdout and "already the folder" in res.stdout, res.stdout[
+        -2000:
+    ]

@@ -54,6 +54,22 @@ def _check_preset(name, presets):
     return preset
 
 
+def _check_output_dirs(presets):
+    """No two presets may write into one folder: one would overwrite the other's results."""
+    seen = {}
+    for name, preset in presets.items():
+        for key, default in (("out", f"results/{name}"), ("figures", f"paper_figures/{name}")):
+            path = os.path.normpath(preset.get(key, default))
+            if path in seen:
+                raise _config_error(
+                    f"presets.{name}.{key}",
+                    f"{path!r} is already the folder of presets.{seen[path]}; give each preset "
+                    "its own",
+                )
+            seen[path] = f"{name}.{key}"
+
+
+_check_output_dirs(config["presets"])
 PRESET_NAME = config["preset"]
 PRESET = _check_preset(PRESET_NAME, config["presets"])
 WANDB = config["wandb"]
@@ -116,6 +132,15 @@ def _cli_value(value):
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
 
 
+def per_env(value, env):
+    """A preset value given once for every env, or per env ({predator_prey: .., 3s_vs_5z: ..})."""
+    if not isinstance(value, dict):
+        return value
+    if env not in value:
+        raise _config_error(f"presets.{PRESET_NAME}.eval_interval.{env}", "missing for this env")
+    return value[env]
+
+
 def train_settings(wildcards):
     """The `ficomm train` keys of one grid point (everything but out, device and threads)."""
     env, comm = wildcards.env, wildcards.comm == COMM_DIRS[True]
@@ -128,7 +153,7 @@ def train_settings(wildcards):
         "hidden": hidden,
         "seed": seed,
         "budget": PRESET["budget"][env],
-        "eval_interval": PRESET["eval_interval"],
+        "eval_interval": per_env(PRESET["eval_interval"], env),
         "eval_episodes": PRESET["eval_episodes"],
         "wandb_mode": WANDB["mode"],
         "wandb_project": WANDB["project"],
