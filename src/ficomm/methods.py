@@ -3,7 +3,7 @@
 One table, one code path: PS has one owner ("group") for all agents and appends the agent id;
 NPS has one group per agent. COMM adds the other agents' messages (detached under NPS, so
 no loss reaches another agent's network) and, under NPS, the agent's own message, which is
-the only path by which an NPS agent's own loss trains its message net (spec section 1).
+the only path by which an NPS agent's own loss trains its message net.
 """
 
 from __future__ import annotations

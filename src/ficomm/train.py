@@ -1,6 +1,6 @@
 """`ficomm train [CONFIG.yaml] key=value ...`: one training run into one run directory.
 
-The loop is the authors' (spec section 7): evaluate when a multiple of eval_interval env steps
+The loop is the authors': evaluate when a multiple of eval_interval env steps
 has been crossed (and at step 0), collect one epsilon-greedy episode, store it, take one
 gradient step; stop once the budget is reached (no final evaluation). A checkpoint is written
 after every evaluation, and on SIGTERM/SIGINT at the next episode boundary, so rerunning the

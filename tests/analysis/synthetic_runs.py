@@ -1,4 +1,4 @@
-"""Synthetic run directories shaped like the trainer's (contract 3: config.yaml, run_info.json,
+"""Synthetic run directories shaped like the trainer's (config.yaml, run_info.json,
 metrics.csv), with outcomes the tests choose, so the analysis can be checked end to end."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-# Parameter counts per owner (spec section 2) and Q-input widths, for realistic run_info.json.
+# Parameter counts per owner and Q-input widths, for realistic run_info.json.
 N_PARAMS = {
     ("predator_prey", 32): (7717, 15343, 7589, 15535),
     ("predator_prey", 64): (27717, 36303, 27461, 36687),

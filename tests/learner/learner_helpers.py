@@ -12,7 +12,7 @@ import numpy as np
 
 from ficomm.buffer import Batch
 
-PP = {"n": 4, "obs": 28, "actions": 5}  # PredatorPrey sizes (spec section 2)
+PP = {"n": 4, "obs": 28, "actions": 5}  # PredatorPrey sizes
 
 # A small, fast run configuration for end-to-end tests of the training loop.
 SMALL_RUN = [

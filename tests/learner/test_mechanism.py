@@ -1,4 +1,4 @@
-"""The paper's mechanism on the real networks (spec section 1), and the batched update
+"""The paper's mechanism on the real networks, and the batched update
 against a literal agent-by-agent re-implementation of the authors' training iteration."""
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def reference_iteration(
     owners = 1 if share == "ps" else n
     stack = lambda D: {k: torch.stack([D[o][k] for o in range(owners)]) for k in D[0]}  # noqa: E731
 
-    # every target message is computed before any update (spec section 7)
+    # every target message is computed before any update
     o_in, l_in = (obs[:, 1:], act_oh) if target_unroll == "zero_start" else (obs, last)
     TPs = stack(TP)
     with torch.no_grad():

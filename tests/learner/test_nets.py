@@ -12,7 +12,7 @@ from ficomm.nets import AgentNets, GRUSequence, gru_sequence
 
 METHODS = [("nps", False), ("nps", True), ("ps", False), ("ps", True)]  # spec column order
 
-# spec section 2: (obs, actions, agents) -> H -> parameters per owner for NPS, NPS+COMM, PS, PS+COMM
+# the paper (docs/faithfulness.md): (obs, actions, agents) -> H -> parameters per owner for NPS, NPS+COMM, PS, PS+COMM
 PARAM_COUNTS = {
     (28, 5, 4): {
         32: (7589, 15535, 7717, 15343),
@@ -25,7 +25,7 @@ PARAM_COUNTS = {
         128: (108171, 119957, 108555, 119061),
     },
 }
-# spec section 2: Q-net input widths for NPS, NPS+COMM, PS, PS+COMM
+# the paper (docs/faithfulness.md): Q-net input widths for NPS, NPS+COMM, PS, PS+COMM
 WIDTHS = {(28, 5, 4): (33, 73, 37, 67), (48, 11, 3): (59, 89, 62, 82)}
 
 

@@ -124,7 +124,7 @@ def test_every_training_job_ran_under_slurm_and_completed(slurm_cluster, pipelin
         assert [int(r["env_steps"]) for r in rows][:1] == [0] and len(rows) >= 3, run
     table = list(csv.DictReader((workdir / "results/smoke/all_runs.csv").open()))
     assert len({r["run_dir"] for r in table}) == len(RUNS)
-    # run_info.json's parameter counts reach the aggregated table (spec section 2, H 64).
+    # run_info.json's parameter counts reach the aggregated table (H 64; docs/faithfulness.md).
     assert {(r["method"], int(r["n_params"])) for r in table} == set(PARAMS_H64.items())
 
 

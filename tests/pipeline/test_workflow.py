@@ -36,7 +36,7 @@ RUN_PATH = re.compile(
     r"results/(?P<preset>[^/]+)/runs/(?P<env>[^/]+)/(?P<backend>[^/]+)/"
     r"(?P<share>ps|nps)_(?P<comm>comm|nocomm)/h(?P<hidden>\d+)/seed(?P<seed>\d+)"
 )
-# The paper's parameter counts (spec section 2) for PredatorPrey at H 64, per owner.
+# The paper's parameter counts for PredatorPrey at H 64, per owner.
 PREDATOR_PREY_H64_PARAMS = {
     "NPS+IQL": 27_461,
     "NPS+IQL+COMM": 36_687,

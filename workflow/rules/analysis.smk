@@ -20,10 +20,10 @@ rule aggregate:
         f"{RESULTS}/all_runs.csv",
     log:
         f"{LOG_DIR}/aggregate.log",
-    params:
-        run_dirs=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
     conda:
         "../envs/ficomm.yaml"
+    params:
+        run_dirs=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
     shell:
         "ficomm analysis aggregate {params.run_dirs:q} --out {output:q} > {log:q} 2>&1"
 
@@ -37,10 +37,10 @@ rule report:
         json=f"{FIGURES}/replication.json",
     log:
         f"{LOG_DIR}/report.log",
-    params:
-        out=lambda wildcards, output: os.path.dirname(output.md),
     conda:
         "../envs/ficomm.yaml"
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.md),
     shell:
         "ficomm analysis claims --runs {input.table:q} --reference {input.reference:q}"
         " --out-dir {params.out:q} > {log:q} 2>&1"
@@ -55,10 +55,10 @@ rule paper_figures:
         figure_files(),
     log:
         f"{LOG_DIR}/paper_figures.log",
-    params:
-        out=lambda wildcards, output: os.path.dirname(output[0]),
     conda:
         "../envs/ficomm.yaml"
+    params:
+        out=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "(ficomm analysis figures --runs {input.table:q} --out-dir {params.out:q}"
         " && ficomm analysis tables --runs {input.table:q} --out-dir {params.out:q}) > {log:q} 2>&1"
@@ -73,12 +73,12 @@ rule publish_wandb:
         f"{RESULTS}/wandb_publish.json",
     log:
         f"{LOG_DIR}/publish_wandb.log",
+    conda:
+        "../envs/ficomm.yaml"
     params:
         figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
         wandb_dir=lambda wildcards, output: os.path.dirname(output[0]),
         args=publish_args,
-    conda:
-        "../envs/ficomm.yaml"
     shell:
         "ficomm analysis publish --runs {input.table:q} --figures-dir {params.figures:q}"
         " --report {input.report:q}"

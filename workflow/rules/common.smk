@@ -21,7 +21,7 @@ validate(config, "../schemas/config.schema.yaml")
 # (small programs included) between the jobs of the workflow unless the user set it otherwise.
 shell.prefix(
     "set -euo pipefail; "
-    f"export PATH=\"$PATH\":{shlex.quote(os.path.dirname(sys.executable))}; "
+    f'export PATH="$PATH":{shlex.quote(os.path.dirname(sys.executable))}; '
     'export JAX_COMPILATION_CACHE_DIR="${{JAX_COMPILATION_CACHE_DIR:-.snakemake/jax-cache}}"; '
     "export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="
     '"${{JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-0}}"; '
@@ -115,7 +115,7 @@ def run_files(name):
 
 
 def _flatten(settings, prefix=""):
-    """{"env_args": {"penalty": -0.5}} -> {"env_args.penalty": -0.5} (contract 2's dotted keys)."""
+    """{"env_args": {"penalty": -0.5}} -> {"env_args.penalty": -0.5}."""
     flat = {}
     for key, value in settings.items():
         if isinstance(value, dict):

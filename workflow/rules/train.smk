@@ -12,17 +12,17 @@ rule train:
         run_info=f"{RUN_DIR}/run_info.json",
     log:
         f"{LOG_DIR}/train/{{env}}/{{backend}}/{{share}}_{{comm}}/h{{hidden}}/seed{{seed}}.log",
-    params:
-        out=lambda wildcards, output: os.path.dirname(output.metrics),
-        args=train_args,
-        device=train_device,
+    conda:
+        "../envs/ficomm.yaml"
     threads: 1
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
         gpu=0,
-    conda:
-        "../envs/ficomm.yaml"
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.metrics),
+        args=train_args,
+        device=train_device,
     shell:
         "ficomm train out={params.out:q} {params.args} device={params.device}"
         " threads={threads} > {log:q} 2>&1"

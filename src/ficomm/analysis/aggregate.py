@@ -1,7 +1,7 @@
 """Run directories -> one tidy table, and the per-run final performance every figure, table
 and claim uses.
 
-A run directory (contract 3) holds config.yaml (the resolved flat config), run_info.json
+A run directory holds config.yaml (the resolved flat config), run_info.json
 (derived facts: method label, n_params, q_input_width, ...) and metrics.csv (one row per
 evaluation). The tidy table has one row per (run, evaluation) with every scalar config and
 run-info value repeated as columns. Only those three files are read: the analysis never
@@ -44,7 +44,7 @@ DEFAULT_LAST_K = 10
 
 
 def method_label(share: str, comm: bool) -> str:
-    """'PS+IQL', 'NPS+IQL+COMM', ... (contract 4)."""
+    """'PS+IQL', 'NPS+IQL+COMM', ...."""
     return f"{str(share).upper()}+IQL" + ("+COMM" if _as_bool(comm) else "")
 
 

@@ -1,4 +1,4 @@
-"""The replication report: each claim of the paper (spec section 6) tested on the aggregated
+"""The replication report: each claim of the paper tested on the aggregated
 results, with its effect size, a seeded bootstrap CI and a verdict.
 
 Every claim is operationalised as one or more contrasts between configurations' final
@@ -93,7 +93,7 @@ def _interaction(a1, a0, b1, b0) -> tuple[dict, dict]:
 
 
 def claims_for() -> list[Claim]:
-    """The five claims of spec section 6 with their contrasts (contrasts whose arms have
+    """The five claims (config/reference.yaml) with their contrasts (contrasts whose arms have
     no runs come out untested)."""
     pp, sm = "predator_prey", "3s_vs_5z"
     c1 = [
