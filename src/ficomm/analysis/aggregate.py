@@ -147,11 +147,38 @@ def _read_run_parts(run_dir: Path) -> tuple[dict, pd.DataFrame]:
         rows["eval_step"] = (rows["env_steps"] // int(interval)) * int(interval)
     else:
         rows["eval_step"] = rows["env_steps"]
-    budget = config.get("budget")
-    rows["run_complete"] = (
-        bool(rows["env_steps"].max() >= int(budget) - int(interval or 0)) if budget else True
-    )
+    reason = incomplete_reason(rows, config, info)
+    rows["run_complete"] = reason == ""
+    rows["incomplete_reason"] = reason
     return flat_config, rows
+
+
+def incomplete_reason(rows: pd.DataFrame, config: dict, info: dict) -> str:
+    """'' for a run that finished, else why it looks half-written: run_info.json says
+    `finished: false`, or metrics.csv stops before the budget (its last evaluation lies
+    before the last multiple of eval_interval below the budget, where the trainer evaluates
+    last), or holds fewer evaluations than budget / eval_interval (checked only when episodes
+    are no longer than the interval, so that no evaluation can be skipped legitimately)."""
+    if info.get("finished") is False:
+        return "run_info.json says finished: false"
+    budget = config.get("budget")
+    if not budget:
+        return ""
+    budget, interval = int(budget), int(config.get("eval_interval") or info.get("eval_interval") or 0)
+    last = int(rows["env_steps"].max())
+    if interval <= 0:
+        return "" if last >= budget else f"metrics.csv ends at env step {last} of budget {budget}"
+    expected = -(-budget // interval)  # evaluations at 0, I, 2I, ... below the budget
+    last_due = (expected - 1) * interval
+    if last < last_due:
+        return (
+            f"metrics.csv ends at env step {last} of budget {budget} (the last evaluation is "
+            f"due at env step {last_due}; {len(rows)} of {expected} evaluations)"
+        )
+    limit = info.get("episode_limit")
+    if isinstance(limit, int | float) and 0 < limit <= interval and len(rows) < expected:
+        return f"metrics.csv holds {len(rows)} of {expected} evaluations (budget / eval_interval)"
+    return ""
 
 
 def aggregate_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -163,7 +190,12 @@ def aggregate_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     df["variant"] = df["run_dir"].map(variant_labels(configs))
     _check_duplicates(df)
     front = ["source", "env", "backend", "method", "share", "comm", "hidden", "seed", "variant"]
-    front += [c for c in ("n_params", "q_input_width", "budget", "run_complete") if c in df]
+    front += [
+        c
+        for c in ("n_params", "q_input_width", "budget", "eval_interval", "run_complete")
+        if c in df
+    ]
+    front += ["incomplete_reason"] if "incomplete_reason" in df else []
     front += ["run_dir", "eval_index", "eval_step"]
     return df[front + [c for c in df.columns if c not in front]]
 
