@@ -32,15 +32,24 @@ def test_offline_run_holds_config_tags_and_metrics(tmp_path):
     run = read_offline_run(files[0])
     info = json.loads((out / "run_info.json").read_text())
     assert run["run_id"] == info["wandb_run_id"] and run["project"] == "ficomm"
-    assert run["group"] == "predator_prey-native-PS+IQL+COMM-h16"  # the config without the seed
+    # The group is the configuration without the seed: every learning key off its default.
+    group = (
+        "predator_prey-native-PS+IQL+COMM-h16"
+        "-batch_size=4-budget=1000-eval_episodes=2-eval_interval=500"
+    )
+    assert run["group"] == group
+    assert run["name"] == f"{group}-s0" and run["job_type"] == "train"
     assert set(run["tags"]) == {
         "env:predator_prey",
         "backend:native",
         "share:ps",
         "comm:true",
         "hidden:16",
+        "method:PS+IQL+COMM",
+        "seed:0",
         "smoke",
     }
+    assert run["config"]["method"] == "PS+IQL+COMM"
     config = run["config"]
     assert config["share"] == "ps" and config["hidden"] == 16 and config["lr"] == 5e-4
 
@@ -64,3 +73,25 @@ def test_run_id_is_stable_across_a_rerun(tmp_path):
     assert run_train([*ARGS, "wandb_mode=disabled", f"out={out}"]).returncode == 0
     assert json.loads((out / "run_info.json").read_text())["wandb_run_id"] == first
     assert not list((out / "wandb").glob("offline-run-*"))  # disabled writes no run
+
+
+def test_offline_grid_has_one_group_per_configuration_and_unique_names(tmp_path):
+    """Several configurations x seeds, read back from their offline run files: distinct
+    names, one group per configuration holding exactly its seeds, the preset tag."""
+    runs = {}
+    for share in ("ps", "nps"):
+        for seed in (0, 1):
+            out = tmp_path / f"{share}_s{seed}"
+            extra = [f"share={share}", f"seed={seed}", "preset=grid", f"out={out}"]
+            res = run_train([*[a for a in ARGS if not a.startswith("share=")], *extra])
+            assert res.returncode == 0, res.stderr
+            (file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+            runs[(share, seed)] = read_offline_run(file)
+    names = [r["name"] for r in runs.values()]
+    assert len(set(names)) == len(names)
+    groups: dict[str, set] = {}
+    for (share, seed), run in runs.items():
+        groups.setdefault(run["group"], set()).add((share, seed))
+        assert "preset:grid" in run["tags"] and run["config"]["preset"] == "grid"
+        assert f"seed:{seed}" in run["tags"] and run["job_type"] == "train"
+    assert sorted(groups.values(), key=sorted) == [{("nps", 0), ("nps", 1)}, {("ps", 0), ("ps", 1)}]

@@ -97,6 +97,7 @@ def read_offline_run(path: str | Path) -> dict:
             out["project"] = r.run.project
             out["group"] = r.run.run_group
             out["job_type"] = r.run.job_type
+            out["name"] = r.run.display_name
             out["tags"] = list(r.run.tags)
             _assign(out["config"], r.run.config.update)
         elif kind == "config":
