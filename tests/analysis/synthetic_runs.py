@@ -56,9 +56,12 @@ def write_run_dir(
     budget: int = 200_000,
     eval_interval: int = 10_000,
     noise: float = 0.5,
+    ramp: float = 0.5,
     extra_config: dict | None = None,
 ) -> Path:
-    """Write one finished-looking run directory whose metric approaches `level`."""
+    """Write one finished-looking run directory whose metric rises linearly from its start
+    (PredatorPrey -30, win rate 0) to `level` over the first `ramp` fraction of the budget and
+    stays there (plus noise)."""
     backend = backend or ("native" if env == "predator_prey" else "smax")
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, hidden, METHOD_INDEX[(share, comm)], len(env)])
@@ -121,7 +124,7 @@ def write_run_dir(
         [0] + [k * eval_interval + int(rng.integers(0, limit)) for k in range(1, n_evals)]
     )
     start = -30.0 if env == "predator_prey" else 0.0
-    progress = np.minimum(1.0, steps / (0.5 * budget))  # the last half sits at `level`
+    progress = np.minimum(1.0, steps / (ramp * budget))  # after `ramp`, it sits at `level`
     scale = 1.0 if env == "predator_prey" else 0.02  # win rates live in [0, 1]
     max_return = 20.0 if backend == "sc2" else 2.0  # SMAC scales to 20; SMAX's is about 2
     values = start + (level - start) * progress + scale * noise * rng.standard_normal(n_evals)
@@ -154,9 +157,12 @@ def make_runs(
     hiddens: Iterable[int] = (32, 64, 128),
     seeds: Iterable[int] = (0, 1, 2),
     level: LevelFn = default_level,
+    ramp: LevelFn | None = None,
     **kwargs,
 ) -> list[Path]:
-    """The grid env x {ps,nps} x {no comm, comm} x hidden x seed under results/runs layout."""
+    """The grid env x {ps,nps} x {no comm, comm} x hidden x seed under results/runs layout;
+    `ramp(env, share, comm, hidden, seed)` (default 0.5) is the budget fraction each run takes
+    to reach its level."""
     dirs = []
     for env in envs:
         for share, comm in METHOD_INDEX:
@@ -176,6 +182,7 @@ def make_runs(
                             hidden=hidden,
                             seed=seed,
                             level=lvl,
+                            ramp=ramp(env, share, comm, hidden, seed) if ramp else 0.5,
                             **kwargs,
                         )
                     )

@@ -1,20 +1,26 @@
 """The replication report: verdicts follow the data, few seeds stay inconclusive, the
-seeds-to-decide rule, missing arms, and the written report."""
+seeds-to-decide rule, missing arms, learning speed decided by the AUC, censored threshold
+steps counted, runs left out by name, and the written report."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import pandas as pd
 import pytest
-from synthetic_runs import make_runs
+from synthetic_runs import make_runs, write_run_dir
 
 from ficomm.analysis.aggregate import aggregate_runs
 from ficomm.analysis.claims import (
+    STATISTICS,
+    THRESHOLDS,
     combine,
     load_reference,
     render_markdown,
     replication_report,
+    run_statistics,
+    verdict_grid,
     write_report,
 )
 from ficomm.analysis.stats import Z95
@@ -64,12 +70,23 @@ def test_claims_supported_when_the_data_say_so(tmp_path):
     c1 = report["claims"][0]
     primary = [r for r in c1["contrasts"] if r["primary"]]
     assert len(primary) == 1 and primary[0]["label"].startswith("predator_prey H64")
-    assert primary[0]["effect"] == pytest.approx(4.0, abs=0.5)
+    final = primary[0]["statistics"]["final"]
+    assert final["effect"] == pytest.approx(4.0, abs=0.5) and final["ci_low"] > 0
+    # The synthetic curves rise linearly over the first half of the budget, so the AUC (the
+    # curve's average height) sees 3/4 of a level difference.
+    assert primary[0]["deciding_statistic"] == "auc"
+    assert primary[0]["effect"] == primary[0]["statistics"]["auc"]["effect"]
+    assert primary[0]["effect"] == pytest.approx(0.75 * 4.0, abs=0.4)
     assert primary[0]["ci_low"] > 0
+    assert primary[0]["statistics"]["auc"]["poi"] == 1.0  # every COMM seed above every other
     c3 = next(r for r in report["claims"][2]["contrasts"] if r["primary"])
-    assert c3["effect"] == pytest.approx(8.0 - 4.0, abs=0.7)
+    assert c3["statistics"]["final"]["effect"] == pytest.approx(8.0 - 4.0, abs=0.7)
+    assert c3["statistics"]["auc"]["poi"] is None  # an interaction of 4 arms has none
     c5 = [r for r in report["claims"][4]["contrasts"] if r["primary"]]
-    assert [round(r["effect"]) for r in c5] == [8, 4]
+    assert [round(r["statistics"]["final"]["effect"]) for r in c5] == [8, 4]
+    assert [round(r["effect"]) for r in c5] == [6, 3]
+    for claim in report["claims"]:
+        assert claim["verdicts_by_statistic"]["final"]["verdict"] == "supported"
 
 
 def test_claims_contradicted_when_the_data_disagree(tmp_path):
@@ -142,7 +159,10 @@ def test_report_files_and_reference(tmp_path):
     assert "| 3s_vs_5z | smax | 36 | 12 | 3-3 | 0 |" in md
     assert "value unknown" in md and "Claim 5" in md
     # A known reference value is compared with our CI.
-    effect = next(r for r in report["claims"][0]["contrasts"] if r["primary"])
+    # reference.yaml's values are final-performance effects: compared with that statistic.
+    effect = next(r for r in report["claims"][0]["contrasts"] if r["primary"])["statistics"][
+        "final"
+    ]
     known = {"claims": {1: {"direction": "NPS+IQL+COMM > NPS+IQL", "value": effect["effect"]}}}
     again = replication_report(df, known, n_boot=1000)
     assert "inside our 95% CI for: predator_prey H64" in again["claims"][0]["reference_comparison"]
@@ -152,7 +172,8 @@ def test_report_files_and_reference(tmp_path):
     assert "none of the primary" in render_markdown({**report, "claims": [text]})
     # Per-configuration reference values are set beside our mean and CI.
     assert report["reference_values"] == [] and "values are unknown" in md
-    mean = report["claims"][0]["contrasts"][1]["arms"]["A"]["mean"]  # NPS+IQL+COMM H64
+    # NPS+IQL+COMM H64, its final performance
+    mean = report["claims"][0]["contrasts"][1]["statistics"]["final"]["arms"]["A"]["mean"]
     entry = {"env": "predator_prey", "method": "NPS+IQL+COMM", "hidden": 64}
     vals = replication_report(
         df,
@@ -162,3 +183,159 @@ def test_report_files_and_reference(tmp_path):
     assert vals[0]["reference_inside_ci"] is True and vals[0]["mean"] == pytest.approx(mean)
     assert vals[0]["backend"] == "native" and vals[0]["n_seeds"] == 3
     assert vals[1]["reference_inside_ci"] is None
+
+
+# ---------------------------------------------------------------- learning curves
+
+# Six seed levels with the same multiset in every arm: final performance cannot tell arms apart.
+LEVELS = (-3.0, -1.5, 0.0, 0.0, 1.5, 3.0)
+FAST, SLOW = 0.15, 0.6  # budget fraction to reach the level
+
+
+def _same_end_world(env, share, comm, hidden, seed):
+    return 10.0 + LEVELS[(seed + 3 * int(comm)) % 6]
+
+
+def _comm_faster(env, share, comm, hidden, seed):
+    return FAST if comm else SLOW
+
+
+def test_faster_learning_with_equal_final_is_supported_by_the_auc(tmp_path):
+    """COMM reaches the same level 4x sooner: the AUC (deciding) and the steps to threshold
+    say supported, final performance stays inconclusive."""
+    report = _report(
+        tmp_path,
+        _same_end_world,
+        seeds=range(6),
+        envs=["predator_prey"],
+        hiddens=[64],
+        ramp=_comm_faster,
+        budget=400_000,
+    )
+    claim1 = report["claims"][0]
+    (r,) = [r for r in claim1["contrasts"] if r["primary"]]
+    auc, final, steps = (r["statistics"][s] for s in STATISTICS)
+    assert auc["verdict"] == "supported" and auc["ci_low"] > 0
+    # AUC = level - (level - start) * ramp / 2 with start -30: a gap of 40 * (0.6 - 0.15) / 2.
+    assert auc["effect"] == pytest.approx(40 * (SLOW - FAST) / 2, abs=1.0)
+    assert auc["poi"] > 0.9
+    assert final["verdict"] == "inconclusive" and final["ci_low"] < 0 < final["ci_high"]
+    assert abs(final["effect"]) < 0.5
+    assert final["poi"] == pytest.approx(0.5, abs=0.25)
+    assert steps["verdict"] == "supported" and steps["better"] == "lower"
+    assert steps["ci_high"] < 0 and steps["poi"] == 1.0  # every COMM seed captures sooner
+    assert all(a["reached"] == 6 for a in steps["arms"].values())
+    assert claim1["verdict"] == "supported" and claim1["deciding_statistic"] == "auc"
+    assert claim1["verdicts_by_statistic"] == {
+        "auc": {"verdict": "supported", "seeds_to_decide": None},
+        "final": {"verdict": "inconclusive", "seeds_to_decide": final["seeds_to_decide"]},
+        "threshold_steps": {"verdict": "supported", "seeds_to_decide": None},
+    }
+    md = render_markdown(report)
+    assert "| 1 | **supported** | inconclusive | supported |" in md
+    assert "**AUC (normalised area under the evaluation curve)** (decides)" in md
+
+
+def _escape_world(env, share, comm, hidden, seed):
+    """NPS+IQL+COMM: seeds 0-2 capture, seed 3 stays in the avoid basin; NPS+IQL never
+    leaves it. Everything else captures."""
+    if share == "nps" and hidden == 64:
+        return 10.0 if comm and seed < 3 else -4.0
+    return 10.0
+
+
+def test_censored_runs_are_counted_not_dropped(tmp_path):
+    make_runs(
+        tmp_path,
+        level=_escape_world,
+        seeds=range(4),
+        envs=["predator_prey"],
+        hiddens=[64],
+        noise=0.05,
+    )
+    df = aggregate_runs([tmp_path])
+    per_run = run_statistics(verdict_grid(df)).query("metric == 'eval_return_mean'")
+    never = per_run[~per_run["reached"].astype(bool)]
+    assert len(never) == 5  # the four NPS+IQL seeds and NPS+IQL+COMM seed 3
+    assert (never["threshold_steps"] == 200_000 + 10_000).all()  # budget + one interval
+    assert THRESHOLDS[("predator_prey", "eval_return_mean")][0] == -3.0
+
+    report = replication_report(df, n_boot=2000, seed=0)
+    (r,) = [r for r in report["claims"][0]["contrasts"] if r["primary"]]
+    steps = r["statistics"]["threshold_steps"]
+    a, b = steps["arms"]["A"], steps["arms"]["B"]
+    assert (a["n"], a["reached"], b["n"], b["reached"]) == (4, 3, 4, 0)
+    assert a["reached_fraction"] == 0.75 and b["reached_fraction"] == 0.0
+    assert b["iqm"] == 210_000.0
+    # IQM of 4 values = mean of the middle two: the censored seed is trimmed, not dropped.
+    reached = sorted(per_run.query("method == 'NPS+IQL+COMM' and reached")["threshold_steps"])
+    assert a["iqm"] == pytest.approx((reached[1] + reached[2]) / 2)
+    # P(COMM reaches sooner): 3 x 4 sure wins, the censored seed ties the 4 censored ones.
+    assert steps["poi"] == pytest.approx((3 * 4 + 0.5 * 4) / 16)
+    assert steps["effect"] < 0
+    # Basins per seed, per arm and per configuration.
+    final = r["statistics"]["final"]
+    assert final["arms"]["A"]["basins"] == {"capture": 3, "avoid": 1, "penalised": 0}
+    assert final["arms"]["B"]["basins"] == {"capture": 0, "avoid": 4, "penalised": 0}
+    configs = {(g["method"], g["hidden"]): g for g in report["configurations"]}
+    assert configs[("NPS+IQL", 64)]["basins"] == {"capture": 0, "avoid": 4, "penalised": 0}
+    assert configs[("NPS+IQL", 64)]["reached"] == 0
+    assert configs[("NPS+IQL+COMM", 64)]["reached"] == 3
+    md = render_markdown(report)
+    row = next(
+        x for x in md.splitlines() if x.startswith("| predator_prey | native | NPS+IQL | 64 | 4 |")
+    )
+    assert row.endswith("| 0/4 | 210,000 | 0 / 4 / 0 |")
+
+
+def test_no_run_reaching_the_threshold_says_so(tmp_path):
+    report = _report(tmp_path, lambda e, s, c, h, seed: 0.0, envs=["3s_vs_5z"], seeds=(0, 1, 2))
+    for r in report["claims"][3]["contrasts"]:
+        steps = r["statistics"]["threshold_steps"]
+        if r["metric"] == "eval_win_rate":
+            assert steps["verdict"] == "inconclusive"
+            assert "no run reached the threshold" in steps["note"]
+            assert all(a["reached"] == 0 for a in steps["arms"].values())
+        else:  # the return has no threshold on 3s_vs_5z
+            assert steps["verdict"] == "untested" and "no threshold" in steps["note"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_runs_left_out_are_named_and_never_mixed_in(tmp_path):
+    make_runs(tmp_path, level=paper_world, seeds=(0, 1, 2), envs=["predator_prey"], hiddens=[64])
+    clean = replication_report(aggregate_runs([tmp_path]), n_boot=1000, seed=0)
+    arm = tmp_path / "predator_prey" / "nps_iql_comm_h64"
+    common = dict(env="predator_prey", share="nps", comm=True, hidden=64, level=100.0)
+    half = write_run_dir(arm / "seed7", seed=7, **common)  # half-written: 12 of 20 evaluations
+    pd.read_csv(half / "metrics.csv").head(12).to_csv(half / "metrics.csv", index=False)
+    other = write_run_dir(arm / "seed8", seed=8, budget=100_000, **common)  # disagreeing budget
+    evals = write_run_dir(arm / "seed9", seed=9, eval_interval=5_000, **common)
+    unfinished = write_run_dir(arm / "seed10", seed=10, **common)
+    info = json.loads((unfinished / "run_info.json").read_text())
+    (unfinished / "run_info.json").write_text(json.dumps({**info, "finished": False}))
+
+    df = aggregate_runs([tmp_path])
+    report = replication_report(df, n_boot=1000, seed=0)
+    left = {r["run_dir"]: r["reason"] for r in report["runs_left_out"]}
+    assert set(left) == {str(half), str(other), str(evals), str(unfinished)}
+    assert left[str(half)].startswith("half-written: metrics.csv ends at env step")
+    assert "12 of 20 evaluations" in left[str(half)]
+    assert left[str(other)] == "config differs from the rest of its env and backend: budget=100000"
+    assert "eval_interval=5000" in left[str(evals)]
+    assert left[str(unfinished)] == "half-written: run_info.json says finished: false"
+    # The verdicts see exactly the clean runs: same arms, same numbers.
+    for got, want in zip(report["claims"], clean["claims"], strict=True):
+        assert got["verdict"] == want["verdict"]
+        for g, w in zip(got["contrasts"], want["contrasts"], strict=True):
+            for stat in STATISTICS:
+                assert g["statistics"][stat]["effect"] == w["statistics"][stat]["effect"]
+                assert g["statistics"][stat]["arms"] == w["statistics"][stat]["arms"]
+    md = render_markdown(report)
+    assert "## Runs left out" in md and "4 run(s) enter no verdict" in md
+    assert f"| `{half}` | predator_prey | native | NPS+IQL+COMM H64 | 7 | half-written" in md
+    assert "None: every run" in render_markdown(clean)
+    write_report(report, tmp_path / "pf")
+    data = json.loads((tmp_path / "pf" / "replication.json").read_text())
+    assert len(data["runs_left_out"]) == 4

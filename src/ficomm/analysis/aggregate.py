@@ -164,7 +164,10 @@ def incomplete_reason(rows: pd.DataFrame, config: dict, info: dict) -> str:
     budget = config.get("budget")
     if not budget:
         return ""
-    budget, interval = int(budget), int(config.get("eval_interval") or info.get("eval_interval") or 0)
+    budget, interval = (
+        int(budget),
+        int(config.get("eval_interval") or info.get("eval_interval") or 0),
+    )
     last = int(rows["env_steps"].max())
     if interval <= 0:
         return "" if last >= budget else f"metrics.csv ends at env step {last} of budget {budget}"

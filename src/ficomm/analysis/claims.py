@@ -1,24 +1,52 @@
-"""The replication report: each claim of the paper tested on the aggregated
-results, with its effect size, a seeded bootstrap CI and a verdict.
+"""The replication report: each claim of the paper (spec section 6) tested on the aggregated
+results, on the learning curves as well as on final performance, with effect sizes, seeded
+stratified-bootstrap CIs and verdicts.
 
-Every claim is operationalised as one or more contrasts between configurations' final
-performance (`aggregate.final_performance`): an effect sum_a w_a * mean_a over arms a (a
-configuration: method and hidden size in one env and backend), its 95% percentile-bootstrap CI
-(seeds resampled independently within each arm) and a verdict:
+Every claim is operationalised as one or more contrasts between configurations (arms: method
+and hidden size in one env and backend). Each contrast is computed on three per-run statistics
+of the env's metric (PredatorPrey team return, 3s_vs_5z test win rate):
 
-superiority (the effect should be > 0):
-    supported if CI low > 0; contradicted if CI high < 0; else inconclusive.
-equivalence (|effect| should be below a stated margin):
+auc (decides the verdict):
+    the area under the run's evaluation curve over [0, budget] divided by the budget (its
+    average height over training, in the metric's units): how fast a method learns and how high
+    it gets, from every evaluation of the run.
+final:
+    the mean of the run's last K evaluations.
+threshold_steps:
+    env steps to the first evaluation above the env's threshold (lower is better); a run that
+    never gets there is kept, censored at budget + one evaluation interval.
+
+For each, the effect is sum_a w_a * IQM_a over the arms (IQM: the interquartile mean over the
+arm's seeds, rliable's definition), its 95% percentile CI comes from a stratified bootstrap
+(seeds resampled with replacement within each arm independently), two-arm contrasts add the
+probability of improvement P(A better than B) with its CI (reported, never deciding), and the
+verdict is:
+
+superiority (A should be better):
+    supported if the CI excludes 0 on the better side (auc, final: CI low > 0; threshold_steps:
+    CI high < 0); contradicted if it excludes 0 on the other side; else inconclusive.
+equivalence (|effect| should be below a stated margin; threshold_steps: 10% of the budget):
     supported if the CI lies inside (-margin, margin); contradicted if it lies entirely
-    outside; else inconclusive.
+    outside; else inconclusive (also when both arms' IQM is below the contrast's floor, or no
+    run reached the threshold: then equal values say nothing).
 An arm with fewer than `min_seeds` seeds makes a contrast inconclusive whatever its CI (a
 bootstrap over 2 seeds is far too narrow); an arm without runs makes it untested.
 Inconclusive contrasts report `seeds_to_decide`: the seeds per arm at which the CI half-width,
 extrapolated from the observed per-arm SDs, falls below the observed distance from the
-decision boundary (`stats.seeds_to_decide`; at least one more than now and `min_seeds`).
-A claim's verdict combines its primary contrasts: contradicted if any is, supported if all
-are, untested if all are, else inconclusive (seeds to decide = the largest among them).
-Secondary contrasts (other hidden sizes, the other env) are reported, not counted.
+decision boundary (`stats.seeds_to_decide`; at least one more than now and `min_seeds`; an
+approximation for the IQM, whose spread over seeds is close to the mean's at these sizes).
+A claim's verdict combines its primary contrasts' auc verdicts: contradicted if any is,
+supported if all are, untested if all are, else inconclusive (seeds to decide = the largest
+among them). The same combination of the final and threshold_steps verdicts is reported
+beside it. Secondary contrasts (other hidden sizes, the other env) are reported, not counted.
+
+Why the AUC decides: with the paper's penalty (-0.75) most PredatorPrey runs settle in the
+prey-avoidance basin (team return -4.0), so final returns tie at -4 across methods while the
+methods differ in how fast they leave the penalised start and how many seeds escape the
+basin; the AUC sees both, uses all of a run's evaluations (not the last 10) and is defined for
+every run, whereas steps to a threshold are censored for every run that never escapes.
+Final performance stays beside it (it is what the paper's abstract states), as do the basin
+counts per configuration and runs left out of the verdicts.
 """
 
 from __future__ import annotations
@@ -28,6 +56,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -38,8 +67,8 @@ from ficomm.analysis.aggregate import (
     DEFAULT_LAST_K,
     HIDDEN_SIZES,
     AnalysisInputError,
+    configuration_order,
     env_title,
-    final_performance,
     main_grid,
     primary_metric,
 )
@@ -50,6 +79,39 @@ DEFAULT_MIN_SEEDS = 3
 # FLOOR both arms barely win, and "no difference" would say nothing about communication.
 WIN_RATE_MARGIN = 0.10
 WIN_RATE_FLOOR = 0.05
+
+# The per-run statistics every contrast is computed on, in report order; the first decides.
+STATISTICS = ("auc", "final", "threshold_steps")
+DECIDING_STATISTIC = "auc"
+STATISTIC_TITLES = {
+    "auc": "AUC (normalised area under the evaluation curve)",
+    "final": "final performance",
+    "threshold_steps": "env steps to threshold",
+    "all": "all",
+}
+# Steps to threshold: which way is better, and the equivalence margin as a budget fraction.
+LOWER_IS_BETTER = {"threshold_steps"}
+STEPS_MARGIN_FRACTION = 0.10
+
+# The threshold of `threshold_steps`, per (env, metric), stated here only: (value, meaning).
+# A run reaches it at its first evaluation whose metric is strictly above the value.
+THRESHOLDS: dict[tuple[str, str], tuple[float, str]] = {
+    ("predator_prey", "eval_return_mean"): (
+        stats.PREDATOR_PREY_AVOID_RETURN + stats.BASIN_TOL,
+        "team return above the avoid basin (-4.0 + 1.0, the 'capture' basin): the first "
+        "evaluation at which the team captures",
+    ),
+    ("3s_vs_5z", "eval_win_rate"): (
+        0.5,
+        "test win rate above 0.5: the first evaluation that wins most of its episodes",
+    ),
+}
+
+
+_DECIDED_BY = (
+    " Each contrast is an IQM difference over seeds; the verdict is decided by the normalised "
+    "AUC, with final performance and steps to threshold reported beside it."
+)
 
 
 def _max_return(env: str, backend: str) -> float | None:
@@ -163,62 +225,144 @@ def claims_for() -> list[Claim]:
             1,
             "Fully independent agents can learn to communicate: NPS+IQL+COMM beats NPS+IQL "
             "where communication matters (PredatorPrey).",
-            f"PredatorPrey, H {DEFAULT_HIDDEN}: final team return of NPS+IQL+COMM minus NPS+IQL > 0. "
-            "Other hidden sizes are secondary.",
+            f"PredatorPrey, H {DEFAULT_HIDDEN}: team return of NPS+IQL+COMM minus NPS+IQL > 0. "
+            "Other hidden sizes are secondary." + _DECIDED_BY,
             c1,
         ),
         Claim(
             2,
             "Performance still lags behind parameter sharing (PS above NPS).",
-            f"Both envs, H {DEFAULT_HIDDEN}, with and without COMM: final performance (PredatorPrey "
-            "team return, 3s_vs_5z win rate) of PS minus NPS > 0 in all four contrasts. "
-            "Other hidden sizes are secondary.",
+            f"Both envs, H {DEFAULT_HIDDEN}, with and without COMM: PredatorPrey team return and "
+            "3s_vs_5z win rate of PS minus NPS > 0 in all four contrasts. "
+            "Other hidden sizes are secondary." + _DECIDED_BY,
             c2,
         ),
         Claim(
             3,
             "The effect of communication is more evident with parameter sharing.",
             f"PredatorPrey, H {DEFAULT_HIDDEN}: the COMM gain with PS minus the COMM gain with NPS "
-            "(an interaction of 4 arms) > 0. 3s_vs_5z and other hidden sizes are secondary.",
+            "(an interaction of 4 arms) > 0. 3s_vs_5z and other hidden sizes are secondary."
+            + _DECIDED_BY,
             c3,
         ),
         Claim(
             4,
             "Communication is not always needed: in 3s_vs_5z it does not play an important "
             "role (the paper's Figure 5(a) PS+IQL vs 5(b) PS+IQL+COMM across hidden sizes).",
-            f"3s_vs_5z, every H in {list(HIDDEN_SIZES)}: |final win rate of PS+IQL+COMM minus "
-            f"PS+IQL| < {WIN_RATE_MARGIN:g} (equivalence: the CI must lie inside the margin); "
-            f"if both arms win less than {WIN_RATE_FLOOR:g} the contrast is inconclusive. "
-            "NPS and the return (margin 10% of the backend's max return) are secondary.",
+            f"3s_vs_5z, every H in {list(HIDDEN_SIZES)}: |win rate of PS+IQL+COMM minus "
+            f"PS+IQL| < {WIN_RATE_MARGIN:g} (equivalence: the CI must lie inside the margin; "
+            f"steps to threshold: {STEPS_MARGIN_FRACTION:.0%} of the budget); if both arms win "
+            f"less than {WIN_RATE_FLOOR:g} the contrast is inconclusive. NPS and the return "
+            "(margin 10% of the backend's max return) are secondary." + _DECIDED_BY,
             c4,
         ),
         Claim(
             5,
             "Network capacity must be considered together with communication: a larger "
             "hidden size can replace part of what communication gives.",
-            "PredatorPrey, PS and NPS: the COMM gain (COMM minus no COMM, final team return) "
+            "PredatorPrey, PS and NPS: the COMM gain (COMM minus no COMM, team return) "
             "at H 32 minus the COMM gain at H 128 > 0 (the gain shrinks as H grows). "
-            "3s_vs_5z is secondary.",
+            "3s_vs_5z is secondary." + _DECIDED_BY,
             c5,
         ),
     ]
 
 
+def run_statistics(grid: pd.DataFrame, last_k: int = DEFAULT_LAST_K) -> pd.DataFrame:
+    """One row per (run, metric) for the env's primary metric and, where present, the return:
+    the run's configuration, `final` (mean of its last `last_k` evaluations), `auc`
+    (`stats.normalised_auc` over [0, budget]), `threshold_steps` and `reached`
+    (`stats.steps_to_threshold` at the env's THRESHOLDS value, censored at budget + one
+    evaluation interval; NaN where the metric has no threshold), `budget`, `eval_interval` and,
+    for envs with basins, the PredatorPrey `basin` of the final team return.
+
+    A run without a budget in its config (an old table) takes its (env, backend)'s largest
+    env_steps as the horizon; one without an eval_interval, its median evaluation spacing.
+    """
+    if last_k < 1:
+        raise AnalysisInputError(f"last_k: must be >= 1, got {last_k}")
+    keys = ["env", "backend", "method", "hidden", "seed", "run_dir"]
+    horizon = grid.groupby(["env", "backend"])["env_steps"].max().to_dict()
+    rows = []
+    for key, run in grid.groupby(keys, sort=False):
+        env, backend = key[0], key[1]
+        run = run.sort_values("eval_step")
+        steps = run["env_steps"].to_numpy(dtype=float)
+        budget = _first_number(run, "budget") or float(horizon[(env, backend)])
+        interval = _first_number(run, "eval_interval") or (
+            float(np.median(np.diff(steps))) if steps.size > 1 else budget
+        )
+        metrics = [primary_metric(env)[0]]
+        metrics += ["eval_return_mean"] if "eval_return_mean" not in metrics else []
+        for metric in metrics:
+            if metric not in run or run[metric].isna().all():
+                if metric == metrics[0]:
+                    raise AnalysisInputError(
+                        f"{key[-1]}: metric {metric!r} is empty for env {env!r}"
+                    )
+                continue
+            values = run[metric].to_numpy(dtype=float)
+            row = dict(zip(keys, key, strict=True))
+            row.update(metric=metric, budget=budget, eval_interval=interval)
+            row["final"] = float(run[metric].dropna().tail(last_k).mean())
+            row["auc"] = stats.normalised_auc(steps, values, budget)
+            threshold = THRESHOLDS.get((env, metric))
+            if threshold is None:
+                row.update(threshold=math.nan, threshold_steps=math.nan, reached=None)
+            else:
+                at, reached = stats.steps_to_threshold(
+                    steps, values, threshold[0], censor_at=budget + interval
+                )
+                row.update(threshold=threshold[0], threshold_steps=at, reached=reached)
+            basins = env in ENV_NAMES and env_spec(env).basins and metric == "eval_return_mean"
+            row["basin"] = stats.classify_basin(row["final"]) if basins else None
+            rows.append(row)
+    columns = keys + ["metric", "budget", "eval_interval", "final", "auc", "threshold"]
+    columns += ["threshold_steps", "reached", "basin"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _first_number(run: pd.DataFrame, col: str) -> float | None:
+    if col not in run:
+        return None
+    v = pd.to_numeric(run[col], errors="coerce").dropna()
+    return float(v.iloc[0]) if len(v) and v.iloc[0] > 0 else None
+
+
 def evaluate_contrast(
     c: Contrast,
-    final: pd.DataFrame,
+    per_run: pd.DataFrame,
     backend: str,
     *,
     n_boot: int,
     seed: int,
     min_seeds: int,
 ) -> dict:
-    """Effect, CI and verdict of one contrast in one (env, backend)."""
-    sel = final[(final["env"] == c.env) & (final["backend"] == backend)]
+    """Every statistic's effect, CI, probability of improvement and verdict for one contrast
+    in one (env, backend). The top-level effect, CI, verdict, seeds_to_decide, note and arms
+    are those of the deciding statistic (the AUC); `statistics` holds all three."""
+    sel = per_run[(per_run["env"] == c.env) & (per_run["backend"] == backend)]
     metric = c.metric or primary_metric(c.env)[0]
+    sel = sel[sel["metric"] == metric]
     margin = c.margin
     if c.kind == "equivalence" and margin is None:
         margin = 0.1 * (_max_return(c.env, backend) or math.nan)
+    runs = {
+        name: sel[(sel["method"] == method) & (sel["hidden"] == hidden)]
+        for name, (method, hidden) in c.arms.items()
+    }
+    missing = [f"{c.arms[n][0]} H{c.arms[n][1]}" for n, r in runs.items() if r.empty]
+    budget = float(sel["budget"].max()) if len(sel) else math.nan
+    statistics = {}
+    for stat in STATISTICS:
+        if missing:
+            statistics[stat] = _untested("no runs for " + ", ".join(missing), min_seeds)
+            continue
+        m = margin if stat != "threshold_steps" else STEPS_MARGIN_FRACTION * budget
+        statistics[stat] = _evaluate_statistic(
+            c, stat, runs, m, n_boot=n_boot, seed=seed, min_seeds=min_seeds, backend=backend
+        )
+    threshold = THRESHOLDS.get((c.env, metric))
     out = {
         "label": c.label,
         "env": c.env,
@@ -227,37 +371,83 @@ def evaluate_contrast(
         "kind": c.kind,
         "margin": margin,
         "primary": c.primary,
+        "threshold": threshold[0] if threshold else None,
+        "deciding_statistic": DECIDING_STATISTIC,
+        "statistics": statistics,
+    }
+    decided = statistics[DECIDING_STATISTIC]
+    for k in ("arms", "effect", "ci_low", "ci_high", "verdict", "seeds_to_decide", "note"):
+        out[k] = decided[k]
+    for k in ("poi", "poi_ci_low", "poi_ci_high"):
+        out[k] = decided[k]
+    return out
+
+
+def _untested(note: str, min_seeds: int) -> dict:
+    return {
+        "estimator": "iqm",
+        "better": None,
+        "margin": None,
         "arms": {},
         "effect": None,
         "ci_low": None,
         "ci_high": None,
+        "poi": None,
+        "poi_ci_low": None,
+        "poi_ci_high": None,
         "verdict": "untested",
-        "seeds_to_decide": None,
-        "note": "",
+        "seeds_to_decide": min_seeds,
+        "note": note,
     }
-    values = {}
-    for name, (method, hidden) in c.arms.items():
-        runs = sel[
-            (sel["method"] == method) & (sel["hidden"] == hidden) & (sel["metric"] == metric)
-        ]
-        values[name] = runs["final"].to_numpy(dtype=float)
-    missing = [f"{c.arms[n][0]} H{c.arms[n][1]}" for n, v in values.items() if v.size == 0]
-    if missing:
-        out["note"] = "no runs for " + ", ".join(missing)
-        out["seeds_to_decide"] = min_seeds
+
+
+def _evaluate_statistic(
+    c: Contrast,
+    stat: str,
+    runs: dict[str, pd.DataFrame],
+    margin: float | None,
+    *,
+    n_boot: int,
+    seed: int,
+    min_seeds: int,
+    backend: str,
+) -> dict:
+    """Effect (IQM contrast), stratified-bootstrap CI, P(A better than B) and verdict of one
+    statistic (a column of `run_statistics`) for one contrast."""
+    lower = stat in LOWER_IS_BETTER
+    out = _untested("", None)
+    out.update(better="lower" if lower else "higher", margin=margin, seeds_to_decide=None)
+    values = {n: r[stat].to_numpy(dtype=float) for n, r in runs.items()}
+    if any(np.isnan(v).all() for v in values.values()):
+        metric = next(iter(runs.values()))["metric"].iloc[0]
+        out["note"] = f"no threshold defined for {metric} on {c.env}"
         return out
-    res = stats.bootstrap_contrast(values, c.weights, n_boot=n_boot, seed=seed)
+    res = stats.bootstrap_contrast(values, c.weights, estimator="iqm", n_boot=n_boot, seed=seed)
     for name, a in res["arms"].items():
         a["config"] = f"{c.arms[name][0]} H{c.arms[name][1]}"
-    out.update(arms=res["arms"], effect=res["effect"], ci_low=res["ci_low"], ci_high=res["ci_high"])
-    n_min = min(a["n"] for a in res["arms"].values())
+        if stat == "threshold_steps":
+            a["reached"] = int(runs[name]["reached"].astype(bool).sum())
+            a["reached_fraction"] = a["reached"] / a["n"]
+        if stat == "final" and runs[name]["basin"].notna().any():
+            basins = runs[name]["basin"].tolist()
+            a["basins"] = {b: basins.count(b) for b in stats.BASINS}
     lo, hi, d = res["ci_low"], res["ci_high"], res["effect"]
+    out.update(arms=res["arms"], effect=d, ci_low=lo, ci_high=hi)
+    if set(c.weights.values()) == {1.0, -1.0} and len(c.weights) == 2:
+        (a_name, _), (b_name, _) = sorted(c.weights.items(), key=lambda kv: -kv[1])
+        sign = -1.0 if lower else 1.0
+        poi, plo, phi = stats.bootstrap_poi(
+            sign * values[a_name], sign * values[b_name], n_boot=n_boot, seed=seed
+        )
+        out.update(poi=poi, poi_ci_low=plo, poi_ci_high=phi)
+    n_min = min(a["n"] for a in res["arms"].values())
 
     if c.kind == "superiority":
-        decided = "supported" if lo > 0 else "contradicted" if hi < 0 else None
+        good, bad = (hi < 0, lo > 0) if lower else (lo > 0, hi < 0)
+        decided = "supported" if good else "contradicted" if bad else None
         distance = abs(d)
     else:
-        if not math.isfinite(margin):
+        if margin is None or not math.isfinite(margin):
             out["note"] = f"no margin known for backend {backend!r}"
             out["verdict"] = "inconclusive"
             return out
@@ -265,12 +455,18 @@ def evaluate_contrast(
         outside = lo > margin or hi < -margin
         decided = "supported" if inside else "contradicted" if outside else None
         distance = abs(margin - abs(d))
-        if c.floor is not None and max(a["mean"] for a in res["arms"].values()) < c.floor:
-            out["verdict"] = "inconclusive"
-            out["note"] = (
+        uninformative = None
+        if stat == "threshold_steps":
+            if not any(runs[n]["reached"].astype(bool).any() for n in runs):
+                uninformative = "no run reached the threshold: equal censored times say nothing"
+        elif c.floor is not None and max(a["iqm"] for a in res["arms"].values()) < c.floor:
+            uninformative = (
                 f"both arms below {c.floor:g}: no method wins, so equal win rates say nothing "
-                "about communication; more seeds would not decide it"
+                "about communication"
             )
+        if uninformative:
+            out["verdict"] = "inconclusive"
+            out["note"] = uninformative + "; more seeds would not decide it"
             return out
     if n_min < min_seeds:
         out["verdict"] = "inconclusive"
@@ -287,13 +483,18 @@ def evaluate_contrast(
     needed = stats.seeds_to_decide(res["arms"], distance)
     if needed is None:
         out["note"] = "the observed effect sits on the decision boundary; no seed count decides it"
+        if stat == "threshold_steps" and not any(
+            runs[n]["reached"].astype(bool).any() for n in runs
+        ):
+            out["note"] = "no run reached the threshold (all censored at budget + interval)"
     else:
         out["seeds_to_decide"] = max(needed, n_min + 1, min_seeds)
     return out
 
 
 def combine(primary: list[dict]) -> tuple[str, int | None]:
-    """A claim's verdict and seeds-to-decide from its primary contrasts."""
+    """A claim's verdict and seeds-to-decide from its primary contrasts (or their entries for
+    one statistic)."""
     verdicts = [p["verdict"] for p in primary]
     if not verdicts or all(v == "untested" for v in verdicts):
         return "untested", None
@@ -306,6 +507,81 @@ def combine(primary: list[dict]) -> tuple[str, int | None]:
     return "inconclusive", max(needed) if needed else None
 
 
+def runs_left_out(df: pd.DataFrame) -> list[dict]:
+    """ficomm's runs kept out of every verdict, by name, with the reason: a config that
+    differs from the rest of its (env, backend) (an ablation variant, or a run whose budget or
+    evaluation settings disagree with its configuration's), or a half-written run (aggregate's
+    `incomplete_reason`: metrics.csv stops short of its budget / eval_interval, or
+    run_info.json says finished: false)."""
+    ours = df[df["source"] == "ficomm"].drop_duplicates("run_dir")
+    out = []
+    for _, r in ours.iterrows():
+        reasons = []
+        if r["variant"] != "":
+            reasons.append(f"config differs from the rest of its env and backend: {r['variant']}")
+        complete = (
+            bool(r["run_complete"]) if "run_complete" in r and pd.notna(r["run_complete"]) else True
+        )
+        if not complete:
+            why = r.get("incomplete_reason")
+            reasons.append(
+                f"half-written: {why}" if isinstance(why, str) and why else "half-written"
+            )
+        if reasons:
+            out.append(
+                {
+                    "run_dir": str(r["run_dir"]),
+                    "env": r["env"],
+                    "backend": r["backend"],
+                    "method": r["method"],
+                    "hidden": int(r["hidden"]),
+                    "seed": int(r["seed"]),
+                    "reason": "; ".join(reasons),
+                }
+            )
+    return out
+
+
+def verdict_grid(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs the verdicts use: the main grid (`main_grid`) without half-written runs."""
+    grid = main_grid(df)
+    if "run_complete" in grid:
+        complete = grid["run_complete"].map(lambda v: True if pd.isna(v) else bool(v))
+        grid = grid[complete.astype(bool)]
+    return grid
+
+
+def configuration_summary(per_run: pd.DataFrame) -> list[dict]:
+    """Per configuration (env, backend, method, hidden) on the env's primary metric: seeds, the
+    IQM of each statistic, how many runs reached the threshold, and the basin counts."""
+    out = []
+    for (env, backend), part in per_run.groupby(["env", "backend"], sort=True):
+        part = part[part["metric"] == primary_metric(env)[0]]
+        for method, hidden in configuration_order(part):
+            g = part[(part["method"] == method) & (part["hidden"] == hidden)]
+            row = {
+                "env": env,
+                "backend": backend,
+                "method": method,
+                "hidden": int(hidden),
+                "n_seeds": int(len(g)),
+                "final_iqm": stats.iqm(g["final"]),
+                "auc_iqm": stats.iqm(g["auc"]),
+                "threshold": THRESHOLDS.get((env, primary_metric(env)[0]), (None,))[0],
+                "reached": None,
+                "threshold_steps_iqm": None,
+                "basins": None,
+            }
+            if g["reached"].notna().any():
+                row["reached"] = int(g["reached"].astype(bool).sum())
+                row["threshold_steps_iqm"] = stats.iqm(g["threshold_steps"])
+            if g["basin"].notna().any():
+                basins = g["basin"].tolist()
+                row["basins"] = {b: basins.count(b) for b in stats.BASINS}
+            out.append(row)
+    return out
+
+
 def replication_report(
     df: pd.DataFrame,
     reference: dict | None = None,
@@ -316,11 +592,8 @@ def replication_report(
     min_seeds: int = DEFAULT_MIN_SEEDS,
 ) -> dict:
     """The report as a JSON-ready dict (see the module docstring for the rules)."""
-    grid = main_grid(df)
-    finals = [final_performance(grid, last_k)]
-    if "eval_return_mean" in grid:
-        finals.append(final_performance(grid, last_k, metric="eval_return_mean"))
-    final = pd.concat(finals, ignore_index=True).drop_duplicates(["run_dir", "metric"])
+    grid = verdict_grid(df)
+    per_run = run_statistics(grid, last_k)
     backends = {e: sorted(set(grid.loc[grid["env"] == e, "backend"])) for e in set(grid["env"])}
     reference = reference or {}
     ref_claims = {int(k): v for k, v in (reference.get("claims") or {}).items()}
@@ -332,37 +605,80 @@ def replication_report(
             for backend in backends.get(c.env, []) or ["(none)"]:
                 results.append(
                     evaluate_contrast(
-                        c, final, backend, n_boot=n_boot, seed=seed, min_seeds=min_seeds
+                        c, per_run, backend, n_boot=n_boot, seed=seed, min_seeds=min_seeds
                     )
                 )
         primary = [r for r in results if r["primary"]]
-        verdict, needed = combine(primary)
+        by_stat = {}
+        for stat in STATISTICS:
+            v, n = combine([r["statistics"][stat] for r in primary])
+            by_stat[stat] = {"verdict": v, "seeds_to_decide": n}
         ref = ref_claims.get(claim.id, {})
         claims.append(
             {
                 "id": claim.id,
                 "text": claim.text,
                 "operationalisation": claim.operationalisation,
-                "verdict": verdict,
-                "seeds_to_decide": needed,
+                "verdict": by_stat[DECIDING_STATISTIC]["verdict"],
+                "seeds_to_decide": by_stat[DECIDING_STATISTIC]["seeds_to_decide"],
+                "deciding_statistic": DECIDING_STATISTIC,
+                "verdicts_by_statistic": by_stat,
                 "reference": ref,
                 "reference_comparison": _compare_reference(ref, primary),
                 "contrasts": results,
             }
         )
+    metrics = {env: primary_metric(env)[0] for env in sorted(backends)}
     return {
         "ficomm_version": ficomm.__version__,
         "reference_values": _compare_values(
-            reference.get("final_performance") or [], final, n_boot, seed
+            reference.get("final_performance") or [], per_run, n_boot, seed
         ),
         "definitions": {
             "final_performance": f"mean of each run's last {last_k} evaluations",
-            "metrics": {env: primary_metric(env)[0] for env in sorted(backends)},
-            "ci": f"95% percentile bootstrap, seeds resampled within each arm, {n_boot} resamples, seed {seed}",
+            "auc": (
+                "area under the run's evaluation curve (metric vs env_steps, trapezoids; the "
+                "first value held back to step 0, the last held up to the budget) over "
+                "[0, budget], divided by the budget: the curve's average height, in the "
+                "metric's units"
+            ),
+            "threshold_steps": (
+                "env steps of the run's first evaluation whose metric is above the env's "
+                "threshold; a run that never reaches it is kept and counted, censored at "
+                "budget + one evaluation interval (the IQM does not depend on that value while "
+                "at most a quarter of an arm is censored; P(A better than B) counts two "
+                "censored runs as a tie)"
+            ),
+            "thresholds": [
+                {"env": e, "metric": m, "value": v, "meaning": text}
+                for (e, m), (v, text) in THRESHOLDS.items()
+            ],
+            "basins": (
+                "PredatorPrey, from the final team return: avoid within "
+                f"{stats.BASIN_TOL:g} of {stats.PREDATOR_PREY_AVOID_RETURN:g} (no capture, no "
+                "penalty), capture above, penalised below"
+            ),
+            "metrics": metrics,
+            "estimator": (
+                "IQM (interquartile mean, rliable): scipy.stats.trim_mean(x, 0.25) over the "
+                "arm's seeds; with fewer than 4 seeds nothing is trimmed (the mean)"
+            ),
+            "probability_of_improvement": (
+                "P(A better than B) = mean over all pairs (a, b) of runs of [a better than b] "
+                "+ 0.5 [a = b] (Mann-Whitney U / (n_A n_B), rliable); two-arm contrasts only; "
+                "reported, not deciding"
+            ),
+            "ci": (
+                f"95% percentile CI from a stratified bootstrap: seeds resampled with "
+                f"replacement within each arm independently, {n_boot} resamples, seed {seed}"
+            ),
+            "deciding_statistic": DECIDING_STATISTIC,
             "min_seeds": min_seeds,
             "verdict_rules": __doc__.split("\n\n", 1)[1].strip(),
         },
-        "data": _data_summary(df, grid),
+        "data": _data_summary(df, main_grid(df)),
+        "configurations": configuration_summary(per_run),
+        "runs_left_out": runs_left_out(df),
         "claims": claims,
     }
 
@@ -416,21 +732,76 @@ def render_markdown(report: dict) -> str:
         f"Runs of ablation variants excluded from the claims: {excluded}. "
         f"Sources: {', '.join(report['data']['sources'])}.",
         "",
+        "## Runs left out",
+        "",
+    ]
+    left = report.get("runs_left_out") or []
+    if not left:
+        lines.append("None: every run of the main grid is complete and enters the verdicts.")
+    else:
+        lines += [
+            f"{len(left)} run(s) enter no verdict:",
+            "",
+            "| run | env | backend | configuration | seed | reason |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in left:
+            lines.append(
+                f"| `{r['run_dir']}` | {r['env']} | {r['backend']} | {r['method']} H{r['hidden']} "
+                f"| {r['seed']} | {r['reason']} |"
+            )
+    thresholds = "; ".join(
+        f"{t['env']} `{t['metric']}` > {t['value']:g} ({t['meaning']})" for t in d["thresholds"]
+    )
+    lines += [
+        "",
         "## Method",
         "",
         f"- Final performance: {d['final_performance']}; metric per env: "
         + ", ".join(f"{k}: `{v}`" for k, v in d["metrics"].items()),
+        f"- AUC: {d['auc']}.",
+        f"- Steps to threshold: {d['threshold_steps']}. Thresholds: {thresholds}.",
+        f"- Basins: {d['basins']}.",
+        f"- Estimator: {d['estimator']}. Probability of improvement: "
+        f"{d['probability_of_improvement']}.",
         f"- CI: {d['ci']}. Minimum seeds per arm for a verdict: {d['min_seeds']}.",
+        f"- Deciding statistic: `{d['deciding_statistic']}` (every claim; the others are "
+        "reported beside it).",
         "",
         d["verdict_rules"],
         "",
         "## Verdicts",
         "",
-        "| claim | verdict | seeds per arm to decide |",
-        "|---|---|---|",
+        "| claim | verdict (decided by the AUC) | final performance | steps to threshold | "
+        "seeds per arm to decide |",
+        "|---|---|---|---|---|",
     ]
     for c in report["claims"]:
-        lines.append(f"| {c['id']} | **{c['verdict']}** | {_fmt(c['seeds_to_decide'])} |")
+        by = c.get("verdicts_by_statistic") or {}
+        other = [by.get(s, {}).get("verdict", "-") for s in ("final", "threshold_steps")]
+        lines.append(
+            f"| {c['id']} | **{c['verdict']}** | {other[0]} | {other[1]} | "
+            f"{_fmt(c['seeds_to_decide'])} |"
+        )
+    configs = report.get("configurations") or []
+    if configs:
+        lines += [
+            "",
+            "## Configurations (IQM over seeds)",
+            "",
+            "| env | backend | method | H | seeds | final | AUC | reached threshold | "
+            "steps to threshold | basins capture / avoid / penalised |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for g in configs:
+            reached = "-" if g["reached"] is None else f"{g['reached']}/{g['n_seeds']}"
+            basins = g["basins"]
+            b = "-" if not basins else " / ".join(str(basins[k]) for k in stats.BASINS)
+            lines.append(
+                f"| {g['env']} | {g['backend']} | {g['method']} | {g['hidden']} | "
+                f"{g['n_seeds']} | {_fmt(g['final_iqm'])} | {_fmt(g['auc_iqm'])} | {reached} | "
+                f"{_fmt_steps(g['threshold_steps_iqm'])} | {b} |"
+            )
     values = report.get("reference_values") or []
     lines += ["", "## Reference values (config/reference.yaml)", ""]
     if not values:
@@ -461,33 +832,68 @@ def render_markdown(report: dict) -> str:
             + (f" ({ref['source']})" if ref.get("source") else "")
             + f". {c['reference_comparison']}",
             "",
-            "| contrast | backend | primary | arms (n seeds: mean) | effect | 95% CI | verdict | seeds to decide | note |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| contrast | backend | primary | statistic | arms (n seeds: IQM) | effect (IQM) | "
+            "95% CI | P(A better) [95% CI] | verdict | seeds to decide | note |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in c["contrasts"]:
-            arms = "; ".join(
-                f"{a['config']} (n={a['n']}: {a['mean']:.3f})" for a in r["arms"].values()
-            )
-            ci = "" if r["ci_low"] is None else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-            lines.append(
-                f"| {r['label']} | {r['backend']} | {'yes' if r['primary'] else 'no'} | {arms} | "
-                f"{_fmt(r['effect'])} | {ci} | {r['verdict']} | {_fmt(r['seeds_to_decide'])} | {r['note']} |"
-            )
+            stat_rows = r.get("statistics") or {DECIDING_STATISTIC: r}
+            if all(s["verdict"] == "untested" for s in stat_rows.values()) and r["note"]:
+                stat_rows = {"all": r}  # arms without runs: one row says it for every statistic
+            for stat, s in stat_rows.items():
+                fmt = _fmt_steps if stat == "threshold_steps" else _fmt
+                title = STATISTIC_TITLES.get(stat, stat)
+                if stat == r.get("deciding_statistic"):
+                    title = f"**{title}** (decides)"
+                ci = "" if s["ci_low"] is None else f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]"
+                poi = (
+                    ""
+                    if s.get("poi") is None
+                    else (f"{s['poi']:.2f} [{_fmt(s['poi_ci_low'])}, {_fmt(s['poi_ci_high'])}]")
+                )
+                lines.append(
+                    f"| {r['label']} | {r['backend']} | {'yes' if r['primary'] else 'no'} | "
+                    f"{title} | {_fmt_arms(s['arms'], fmt)} | {fmt(s['effect'])} | {ci} | {poi} | "
+                    f"{s['verdict']} | {_fmt(s['seeds_to_decide'])} | {s['note']} |"
+                )
     return "\n".join(lines) + "\n"
 
 
+def _fmt_arms(arms: dict, fmt) -> str:
+    parts = []
+    for a in arms.values():
+        extra = ""
+        if "reached" in a:
+            extra = f", reached {a['reached']}/{a['n']}"
+        if a.get("basins"):
+            extra = ", basins " + "/".join(str(a["basins"][b]) for b in stats.BASINS)
+        parts.append(f"{a['config']} (n={a['n']}: {fmt(a['iqm'])}{extra})")
+    return "; ".join(parts)
+
+
+def _fmt_steps(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.0f}"
+
+
 def _compare_reference(ref: dict, primary: list[dict]) -> str:
+    """The paper's value (in the units of reference.yaml's `effect_of`: final performance
+    unless the entry names another `statistic`) against our CI of that statistic."""
     value = ref.get("value", "unknown")
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "The paper's value is unknown, so only the direction is compared (the verdict)."
-    tested = [p for p in primary if p["ci_low"] is not None and math.isfinite(p["ci_low"])]
+    stat = ref.get("statistic", "final")
+    entries = [(p["label"], (p.get("statistics") or {}).get(stat, p)) for p in primary]
+    tested = [
+        (lab, s) for lab, s in entries if s["ci_low"] is not None and math.isfinite(s["ci_low"])
+    ]
     if not tested:
         return f"The paper reports {value:g}; no contrast here has a CI to compare it with."
-    inside = [p["label"] for p in tested if p["ci_low"] <= value <= p["ci_high"]]
+    inside = [lab for lab, s in tested if s["ci_low"] <= value <= s["ci_high"]]
     return (
-        f"The paper reports {value:g}; inside our 95% CI for: "
-        + (", ".join(inside) if inside else "none of the primary contrasts")
-        + "."
+        f"The paper reports {value:g} ({STATISTIC_TITLES.get(stat, stat)}); inside our 95% CI "
+        "for: " + (", ".join(inside) if inside else "none of the primary contrasts") + "."
     )
 
 
@@ -547,6 +953,7 @@ def _data_summary(df: pd.DataFrame, grid: pd.DataFrame) -> dict:
         "groups": groups,
         "sources": sorted(set(df["source"].astype(str))),
         "variant_runs_excluded": int(df.loc[df["variant"] != "", "run_dir"].nunique()),
+        "runs_left_out": len(runs_left_out(df)),
     }
 
 
