@@ -16,7 +16,6 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -235,10 +234,9 @@ def _number(value: Any) -> Any:
         except ValueError:
             pass
         try:
-            number = float(text)
+            return float(text)
         except ValueError:
             return value
-        return number if math.isfinite(number) or text.lower() in ("nan", "inf", "-inf") else value
     return value
 
 
@@ -388,9 +386,7 @@ def config_to_yaml(cfg: Config) -> str:
 
 
 def _default_text(name: str) -> str:
-    if name == "backend":
-        return "per env"
-    if name == "budget":
+    if name in ("backend", "budget"):  # None: the environment's own (its registry entry)
         return "per env"
     value = key_default(name)
     if value is None:

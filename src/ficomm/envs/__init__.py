@@ -1,7 +1,7 @@
 """Environments behind one protocol (`base.MultiAgentEnv` / `base.VectorEnv`) and one registry:
 each environment is one `EnvSpec` that carries everything the rest of ficomm asks about it
-(backends and their constructors, metric, titles, maximum return, budgets, the paper's claims
-it takes part in, and the memory and speed the SLURM rules size jobs by). Config, analysis,
+(backends and their constructors, metric, titles, maximum return, budgets, its outcome
+basins, and the memory and speed the SLURM rules size jobs by). Config, analysis,
 figures and the Snakemake rules read it; `register_env` adds one (see docs/environments.md).
 
 Backends are imported lazily so that optional dependencies (jaxmarl, smac) are needed only
@@ -11,7 +11,7 @@ when used, and so that the analysis (which reads titles and metrics here) never 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ficomm.envs.base import ConfigError, EnvInfo, MultiAgentEnv, Step, VectorEnv
@@ -40,9 +40,7 @@ class EnvSpec:
     default_budget: int  # env steps per run (the paper's)
     metric: str  # the metrics.csv column the environment is judged by
     metric_label: str
-    claims: tuple[int, ...] = ()  # the paper's claims (config/reference.yaml) tested on it
     basins: bool = False  # PredatorPrey's capture / avoid / penalised outcome classes
-    extra: dict = field(default_factory=dict)
 
 
 _ENVS: dict[str, EnvSpec] = {}
@@ -79,7 +77,6 @@ register_env(
         default_budget=1_000_000,
         metric="eval_return_mean",
         metric_label="team return (sum over 4 agents)",
-        claims=(1, 2, 3, 5),
         basins=True,
     )
 )
@@ -108,7 +105,6 @@ register_env(
         default_budget=3_000_000,
         metric="eval_win_rate",
         metric_label="test win rate (fraction of episodes)",
-        claims=(2, 4),
     )
 )
 
