@@ -12,6 +12,13 @@ as in SMAC, choosing an unavailable action is an AssertionError.
 The dynamics are a small random toy (attacks remove enemy health, enemies hit back at
 random, moves are randomly blocked), chosen only so that episodes end in wins, losses and
 time-outs; observations are random numbers with the right shapes.
+
+Game crashes follow SMAC's code (``starcraft2.py``): a crash mid-step (``crash_next_step``)
+relaunches the game (``full_restart``: close, launch, ``force_restarts += 1``) and returns
+``(0, True, {})``; a crash while a reset observes the new episode (``crash_resets`` > 0) does
+the same relaunch and then returns the observation anyway. Like SMAC, every reset before the
+first episode has ended launches a game, and each such launch adds the enemies' health to
+``max_reward`` (the reward scale), so a crash in the first episode inflates the scale.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 N_AGENTS, N_ENEMIES = 3, 5
 N_ACTIONS = 6 + N_ENEMIES  # no-op, stop, 4 moves, one attack per enemy
 OBS_SIZE, STATE_SIZE, EPISODE_LIMIT = 48, 68, 250
+ENEMY_HEALTH, REWARD_WIN, REWARD_SCALE_RATE = 4.0, 10.0, 20.0  # a fresh game's scale: 30
 
 
 class StarCraft2EnvStandIn:
@@ -32,6 +40,7 @@ class StarCraft2EnvStandIn:
         seed: int | None = None,
         continuing_episode: bool = False,
         episode_limit: int = EPISODE_LIMIT,
+        crash_resets: int = 0,
         **_smac_kwargs,
     ):
         if map_name != "3s_vs_5z":
@@ -44,6 +53,12 @@ class StarCraft2EnvStandIn:
         self.closed = False
         self.steps_taken = 0
         self.battles_won = self.battles_game = self.timeouts = 0
+        self.force_restarts = 0  # SMAC's count of relaunches after a crash
+        self.launches = 0  # games started, the relaunches included
+        self.crash_next_step = False  # the next step's game connection fails
+        self.crash_resets = crash_resets  # so many coming resets have their connection fail
+        self._episode_count = 0  # episodes ended normally, as SMAC counts them
+        self.max_reward = REWARD_WIN  # SMAC: kills + win; each first-episode launch adds health
 
     def get_env_info(self) -> dict:
         return {
@@ -54,13 +69,26 @@ class StarCraft2EnvStandIn:
             "episode_limit": self.episode_limit,
         }
 
+    def _launch(self) -> None:
+        self._rng = np.random.default_rng(self._seed)  # SMAC seeds each game at launch
+        self.launched = True
+        self.launches += 1
+
+    def _full_restart(self) -> None:
+        self._launch()  # SMAC closes the old game first; the stand-in has no process
+        self.force_restarts += 1
+
     def reset(self):
-        if not self.launched:  # SMAC seeds the game once, at launch
-            self._rng = np.random.default_rng(self._seed)
-            self.launched = True
+        if self._episode_count == 0:  # SMAC launches on every reset until an episode ends
+            self._launch()
         self._t = 0
         self.ally_health = np.full(N_AGENTS, 3.0)
-        self.enemy_health = np.full(N_ENEMIES, 4.0)
+        self.enemy_health = np.full(N_ENEMIES, ENEMY_HEALTH)
+        if self.crash_resets > 0:  # SMAC: observe() failed -> full_restart, obs returned anyway
+            self.crash_resets -= 1
+            self._full_restart()
+        elif self._episode_count == 0:  # SMAC's init_units adds health until an episode ends
+            self.max_reward += N_ENEMIES * ENEMY_HEALTH
         self._draw_masks()
         return self.get_obs(), self.get_state()
 
@@ -92,6 +120,10 @@ class StarCraft2EnvStandIn:
             assert avail[action] == 1, f"Agent {a_id} cannot perform action {action}"
             if action == 0:
                 assert self.ally_health[a_id] == 0, "No-op only available for dead agents."
+        if self.crash_next_step:  # SMAC: the controller raised -> full_restart, (0, True, {})
+            self.crash_next_step = False
+            self._full_restart()
+            return 0, True, {}
         self.steps_taken += 1
         self._t += 1
         before = self.enemy_health.sum()
@@ -103,7 +135,7 @@ class StarCraft2EnvStandIn:
         if alive.size and self._rng.random() < 0.15:
             self.ally_health[self._rng.choice(alive)] -= 1.0
         self.ally_health = np.maximum(self.ally_health, 0.0)
-        reward = float(before - self.enemy_health.sum()) * 20.0 / (4.0 * N_ENEMIES + 10.0)
+        reward = float(before - self.enemy_health.sum())
 
         info = {
             "battle_won": False,
@@ -117,15 +149,17 @@ class StarCraft2EnvStandIn:
             if info["dead_enemies"] == N_ENEMIES and info["dead_allies"] < N_AGENTS:
                 info["battle_won"] = True
                 self.battles_won += 1
-                reward += 10.0 * 20.0 / (4.0 * N_ENEMIES + 10.0)
+                reward += REWARD_WIN
         elif self._t >= self.episode_limit:
             terminated = True
             if self.continuing_episode:
                 info["episode_limit"] = True
             self.battles_game += 1
             self.timeouts += 1
+        if terminated:
+            self._episode_count += 1
         self._draw_masks()
-        return reward, terminated, info
+        return reward / (self.max_reward / REWARD_SCALE_RATE), terminated, info
 
     def get_stats(self) -> dict:
         return {
@@ -134,7 +168,7 @@ class StarCraft2EnvStandIn:
             "battles_draw": self.timeouts,
             "win_rate": self.battles_won / max(self.battles_game, 1),
             "timeouts": self.timeouts,
-            "restarts": 0,
+            "restarts": self.force_restarts,
         }
 
     def close(self) -> None:

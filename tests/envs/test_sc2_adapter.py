@@ -7,6 +7,8 @@ and the missing-install errors are checked by hiding or faking the ``smac`` pack
 
 from __future__ import annotations
 
+import functools
+import json
 import sys
 import types
 
@@ -191,3 +193,135 @@ def test_broken_smac_install_is_explained(monkeypatch, tmp_path, body, expected)
         make_env("3s_vs_5z", "sc2")
     for name in ("smac", "smac.env"):  # leave no fake SMAC behind for other tests
         sys.modules.pop(name, None)
+
+
+def stop_or_noop(avail: np.ndarray) -> np.ndarray:
+    return np.where(avail[:, 1], 1, 0)
+
+
+def test_the_standin_reproduces_smacs_crash_answer_and_inflated_reward_scale():
+    # what the adapter has to cope with, as SMAC's code does it (no adapter involved)
+    raw = StarCraft2EnvStandIn(seed=0)
+    raw.reset()
+    assert raw.max_reward == 30.0 and raw.launches == 1
+    raw.crash_next_step = True
+    assert raw.step([1, 1, 1]) == (0, True, {})
+    assert raw.force_restarts == 1 and raw.launches == 2
+    raw.reset()  # the first episode never ended: SMAC launches yet another game
+    assert raw.launches == 3 and raw.max_reward == 50.0
+
+
+def test_a_crash_mid_episode_is_an_interruption_not_a_loss():
+    env = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn)
+    s = env.reset()
+    s = env.step(stop_or_noop(s.avail))
+    first = env._env
+    first.crash_next_step = True
+    with pytest.warns(RuntimeWarning, match="interrupted.*interruptions so far: 1"):
+        cut = env.step(stop_or_noop(s.avail))
+    assert cut.truncated and not cut.terminated
+    assert cut.info["interrupted"] and not cut.info["won"] and cut.reward == 0.0
+    # the last observation is repeated: SMAC's units now belong to the relaunched game
+    np.testing.assert_array_equal(cut.obs, s.obs)
+    np.testing.assert_array_equal(cut.avail, s.avail)
+    assert env.interruptions == 1 and env.rebuilds == 1
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(stop_or_noop(cut.avail))
+    stats = env.get_stats()
+    assert (stats["interruptions"], stats["rebuilds"], stats["restarts"]) == (1, 1, 1)
+    assert stats["battles_game"] == 0  # the interrupted episode is not a battle SMAC counted
+
+
+def test_ordinary_steps_say_they_were_not_interrupted():
+    env = SC2Env(seed=4, env_factory=StarCraft2EnvStandIn)
+    s = env.reset()
+    assert s.info == {"won": False, "interrupted": False}
+    rng = np.random.default_rng(4)
+    while not (s.terminated or s.truncated):
+        s = env.step(random_valid(s.avail, rng))
+        assert s.info["interrupted"] is False
+    assert env.interruptions == 0 and env.rebuilds == 0
+
+
+def test_a_relaunched_game_is_replaced_by_a_fresh_env_with_a_fresh_reward_scale():
+    env = SC2Env(seed=7, env_factory=StarCraft2EnvStandIn)
+    s = env.reset()
+    first = env._env
+    first.crash_next_step = True  # in the first episode, where SMAC's scale would inflate
+    with pytest.warns(RuntimeWarning):
+        env.step(stop_or_noop(s.avail))
+    assert first.closed and env._env is not first
+    fresh = env._env
+    assert isinstance(fresh, StarCraft2EnvStandIn) and fresh._seed == 7
+    assert not fresh.closed and fresh.force_restarts == 0
+    s = env.reset()
+    assert fresh.launches == 1 and fresh.max_reward == 30.0  # one launch's scale, not 50
+    # kills are paid on a fresh env's scale: 1 enemy health point = 20 / 30
+    rewards = []
+    while not (s.terminated or s.truncated):
+        attack = np.flatnonzero(s.avail[0, 6:])
+        acts = stop_or_noop(s.avail)
+        if attack.size:
+            acts[0] = 6 + attack[0]
+        s = env.step(acts)
+        rewards.append(s.reward)
+    kill_rewards = {round(r, 9) for r in rewards if 0 < r < 1}
+    assert kill_rewards <= {round(20 / 30, 9), round(40 / 30, 9), round(60 / 30, 9)}
+    assert env.get_stats()["restarts"] == 1  # the replaced env's relaunch is still counted
+
+
+def test_a_crash_during_reset_rebuilds_and_resets_again():
+    env = SC2Env(seed=1, env_factory=StarCraft2EnvStandIn)
+    first = env._env
+    first.crash_resets = 1
+    with pytest.warns(RuntimeWarning, match="crashed while the episode started"):
+        s = env.reset()
+    assert first.closed and env._env is not first and env.rebuilds == 1
+    assert env._env.launches == 1 and env._env.max_reward == 30.0
+    assert not (s.terminated or s.truncated) and s.obs.shape == (3, 48)
+    env.step(stop_or_noop(s.avail))  # the episode runs on the fresh env
+
+
+def test_a_game_that_crashes_on_every_reset_stops_the_run():
+    always = functools.partial(StarCraft2EnvStandIn, crash_resets=10**6)
+    env = SC2Env(seed=1, env_factory=always)
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="3 resets in a row"):
+        env.reset()
+    assert env.rebuilds == 3
+
+
+def test_run_facts_name_the_game_build_map_and_env_class(monkeypatch, tmp_path):
+    monkeypatch.setenv("SC2PATH", str(tmp_path))
+    env = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn)
+    facts = env.run_facts()
+    assert facts["sc2_build"] is None and facts["sc2_builds_installed"] == []
+    for build in (69232, 75689):
+        (tmp_path / "Versions" / f"Base{build}").mkdir(parents=True)
+    facts = env.run_facts()
+    assert facts["map"] == "3s_vs_5z" and facts["backend"] == "sc2"
+    # pysc2 starts the newest installed build unless game_version names one
+    assert (facts["sc2_build"], facts["sc2_version"]) == (75689, "4.10.0")
+    assert facts["sc2_builds_installed"] == [69232, 75689]
+    assert facts["env_class"] == f"{FACTORY.replace(':', '.')}"
+    assert {"smac_version", "smac_commit", "smac_source", "pysc2_version"} <= facts.keys()
+    json.dumps(facts)  # goes to run_info.json and the W&B config as it is
+    old = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn, game_version="4.6.2").run_facts()
+    assert (old["sc2_build"], old["sc2_version"], old["sc2_game_version_arg"]) == (
+        69232,
+        "4.6.2",
+        "4.6.2",
+    )
+
+
+def test_close_shuts_the_current_game_once():
+    env = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn)
+    s = env.reset()
+    env._env.crash_next_step = True
+    with pytest.warns(RuntimeWarning):
+        env.step(stop_or_noop(s.avail))
+    current = env._env
+    env.close()
+    assert current.closed
+    current.closed = False
+    env.close()  # a second close (train.py's, after an atexit or error path) does nothing
+    assert not current.closed

@@ -14,6 +14,16 @@ Protocol mapping (SMAC's API: ``reset``, ``get_obs``, ``get_state``, ``get_avail
   time-out), so the adapter always sets it; terminated = SMAC's terminated and not truncated.
 - actions are checked against ``get_avail_actions`` first: an unavailable action raises
   ValueError here, instead of SMAC's AssertionError inside the game loop.
+- a game crash: when the game connection fails mid-step, SMAC relaunches StarCraft II
+  (``full_restart``, counted in ``force_restarts``) and returns ``(0, True, {})``, with no
+  ``battle_won``. That episode was interrupted, neither won nor lost: the adapter reports it
+  as truncated (not terminated) with ``info["interrupted"] = True``, counts it
+  (``interruptions``, also in ``get_stats``) and warns.
+- a relaunched game: after any change of ``force_restarts`` the adapter closes SMAC's env and
+  builds a fresh one. SMAC adds the enemies' health and shields to its reward scale on every
+  launch during its first episode, so a crash there would leave a second game with an
+  inflated scale (3s_vs_5z: 1750 instead of 1000); a fresh env has the scale of one launch.
+  The fresh env is seeded with the same seed, as SMAC's own relaunch is.
 
 Everything else (difficulty "7", step_mul 8, reward scaling, ...) stays at SMAC's defaults,
 as in the paper; extra ``env_args`` are passed to ``StarCraft2Env``.
@@ -22,7 +32,9 @@ as in the paper; extra ``env_args`` are passed to ``StarCraft2Env``.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import sys
 import warnings
@@ -125,6 +137,49 @@ def _resolve_factory(env_factory: Callable[..., Any] | str | None) -> Callable[.
     )
 
 
+# The two builds SMAC's README names (results on them differ); pysc2's own table, where pysc2
+# is importable, names every other build.
+_KNOWN_BUILDS = {69232: "4.6.2", 75689: "4.10.0"}
+
+
+def installed_builds() -> list[int]:
+    """The game builds in $SC2PATH/Versions (folders ``Base<build>``), lowest first."""
+    versions = sc2_path() / "Versions"
+    if not versions.is_dir():
+        return []
+    names = (d.name[4:] for d in versions.iterdir() if d.name.startswith("Base"))
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def _build_names() -> dict[int, list[str]]:
+    """Game version names by build number: pysc2's table, or the two builds SMAC names."""
+    try:
+        from pysc2.run_configs.lib import VERSIONS
+    except Exception:  # noqa: BLE001 - pysc2 missing or broken: fall back, never fail a run
+        return {b: [v] for b, v in _KNOWN_BUILDS.items()}
+    names: dict[int, list[str]] = {}
+    for v in VERSIONS.values():
+        names.setdefault(int(v.build_version), []).append(v.game_version)
+    return names
+
+
+def _smac_package() -> dict[str, Any]:
+    """oxwhirl/smac's installed version and, for a pip install from git, its commit."""
+    out: dict[str, Any] = {"smac_version": None, "smac_commit": None, "smac_source": None}
+    try:
+        dist = importlib.metadata.distribution("smac")
+    except importlib.metadata.PackageNotFoundError:
+        return out
+    if "StarCraft" not in (dist.metadata["Summary"] or ""):  # PyPI's `smac` is SMAC3
+        return out
+    # PEP 610: pip records where a package came from; a git install names its commit there
+    direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    out["smac_source"] = direct.get("url")
+    out["smac_commit"] = direct.get("vcs_info", {}).get("commit_id")
+    out["smac_version"] = dist.version
+    return out
+
+
 class SC2Env(MultiAgentEnv):
     """3s_vs_5z in StarCraft II via SMAC's ``StarCraft2Env``.
 
@@ -133,9 +188,13 @@ class SC2Env(MultiAgentEnv):
     resets cannot reach the running game (re-seeding would mean relaunching it, seconds per
     episode) and are ignored, with one warning. ``env_factory`` replaces ``StarCraft2Env``
     (tests inject a stand-in); ``smac_kwargs`` go to it unchanged.
+
+    ``interruptions`` counts episodes cut short by a game crash; ``rebuilds`` counts the fresh
+    SMAC envs made after SMAC relaunched the game.
     """
 
     backend = "sc2"
+    max_reset_attempts = 3  # resets in a row that may crash before the adapter gives up
 
     def __init__(
         self,
@@ -167,15 +226,33 @@ class SC2Env(MultiAgentEnv):
             has_win=True,
         )
         self._avail: np.ndarray | None = None
+        self._last: Step | None = None
         self._done = True
         self._launched = False
         self._warned_seed = False
+        self._closed = False
+        self.interruptions = 0
+        self.rebuilds = 0
+        self._stats_before = dict.fromkeys(_STAT_ATTRS, 0)  # of the SMAC envs replaced
 
     def _build(self, seed: int | None):
         try:
-            return self._factory(seed=seed, **self._kwargs)
+            env = self._factory(seed=seed, **self._kwargs)
         except TypeError as err:  # an env_args key StarCraft2Env does not take
             raise ConfigError(f"env_args: StarCraft2Env rejected the arguments: {err}") from err
+        self._restarts_seen = _force_restarts(env)
+        return env
+
+    def _rebuild_if_relaunched(self) -> bool:
+        """Replace SMAC's env by a fresh one if SMAC relaunched the game; True if it did."""
+        if _force_restarts(self._env) == self._restarts_seen:
+            return False
+        for key, attr in _STAT_ATTRS.items():
+            self._stats_before[key] += int(getattr(self._env, attr, 0))
+        self._env.close()
+        self._env = self._build(self._seed)
+        self.rebuilds += 1
+        return True
 
     def reset(self, seed: int | None = None) -> Step:
         if seed is not None and seed != self._seed:
@@ -190,10 +267,25 @@ class SC2Env(MultiAgentEnv):
                     "later seeds are ignored (the game's random stream continues)",
                     stacklevel=2,
                 )
-        self._env.reset()
-        self._launched = True
+        for _ in range(self.max_reset_attempts):
+            self._env.reset()
+            self._launched = True
+            # SMAC relaunched the game inside reset: its observation may be of the dead game
+            if not self._rebuild_if_relaunched():
+                break
+            warnings.warn(
+                "SC2Env.reset: StarCraft II crashed while the episode started; SMAC "
+                "relaunched it, the adapter built a fresh SMAC env and resets again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            raise RuntimeError(
+                f"SC2Env.reset: StarCraft II crashed on {self.max_reset_attempts} resets in a "
+                "row; see SMAC's and the game's logs"
+            )
         self._done = False
-        return self._observe(0.0, False, False, {"won": False})
+        return self._observe(0.0, False, False, {"won": False, "interrupted": False})
 
     def step(self, actions: np.ndarray) -> Step:
         if self._avail is None or self._done:
@@ -210,15 +302,39 @@ class SC2Env(MultiAgentEnv):
                     f"{np.flatnonzero(self._avail[agent]).tolist()}"
                 )
         reward, ended, raw_info = self._env.step(acts.tolist())
+        self._done = bool(ended)
+        if ended and "battle_won" not in raw_info:  # SMAC's answer to a crash: (0, True, {})
+            return self._interrupted()
         truncated = bool(ended and raw_info.get("episode_limit", False))
         terminated = bool(ended) and not truncated
-        self._done = bool(ended)
         info = {
             "won": bool(raw_info.get("battle_won", False)),
+            "interrupted": False,
             "dead_allies": int(raw_info.get("dead_allies", 0)),
             "dead_enemies": int(raw_info.get("dead_enemies", 0)),
         }
         return self._observe(float(reward), terminated, truncated, info)
+
+    def _interrupted(self) -> Step:
+        """The step on which the game crashed: truncated, reward 0, the last observation
+        repeated (the new game's units are not this episode's), and reported."""
+        self.interruptions += 1
+        warnings.warn(
+            f"SC2Env.step: StarCraft II crashed mid-episode and SMAC relaunched it; the "
+            f"episode is interrupted (reported truncated, info['interrupted'], neither won nor "
+            f"lost); interruptions so far: {self.interruptions}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._rebuild_if_relaunched()
+        last = self._last
+        info = {
+            "won": False,
+            "interrupted": True,
+            "dead_allies": last.info.get("dead_allies", 0),
+            "dead_enemies": last.info.get("dead_enemies", 0),
+        }
+        return Step(last.obs.copy(), last.state.copy(), last.avail.copy(), 0.0, False, True, info)
 
     def _observe(self, reward: float, terminated: bool, truncated: bool, info: dict) -> Step:
         obs = np.asarray(self._env.get_obs(), dtype=np.float32).reshape(
@@ -226,11 +342,76 @@ class SC2Env(MultiAgentEnv):
         )
         state = np.asarray(self._env.get_state(), dtype=np.float32).reshape(self.info.state_size)
         self._avail = np.asarray(self._env.get_avail_actions()).astype(bool)
-        return Step(obs, state, self._avail.copy(), reward, terminated, truncated, info)
+        self._last = Step(obs, state, self._avail.copy(), reward, terminated, truncated, info)
+        return self._last._replace(obs=obs.copy(), state=state.copy())
 
     def get_stats(self) -> dict:
-        """SMAC's running battle statistics (battles won, games, time-outs, ...)."""
-        return self._env.get_stats()
+        """SMAC's battle statistics (battles won, games, time-outs, relaunches) summed over
+        the SMAC envs this adapter has used, with its own ``interruptions`` and ``rebuilds``."""
+        stats = {
+            key: self._stats_before[key] + int(getattr(self._env, attr, 0))
+            for key, attr in _STAT_ATTRS.items()
+        }
+        stats["battles_draw"] = stats["timeouts"]
+        stats["win_rate"] = stats["battles_won"] / max(stats["battles_game"], 1)
+        stats["interruptions"] = self.interruptions
+        stats["rebuilds"] = self.rebuilds
+        return stats
+
+    def run_facts(self) -> dict[str, Any]:
+        """What a run on this backend depends on and SMAC leaves unrecorded: the game build
+        (SMAC warns that 4.6.2 and 4.10 give different results), SMAC's version and commit,
+        pysc2's version, the map, and which env class the adapter drives."""
+        launched = getattr(getattr(self._env, "_run_config", None), "version", None)
+        builds = installed_builds()
+        wanted = self._kwargs.get("game_version")
+        names = _build_names()
+        if launched is not None:  # the build pysc2 actually started
+            build = int(launched.build_version)
+        elif wanted:  # the build pysc2 will start for game_version=...
+            build = next((b for b, vs in names.items() if wanted in vs), None)
+        else:  # pysc2 starts the newest build in $SC2PATH/Versions
+            build = builds[-1] if builds else None
+        try:
+            pysc2_version = importlib.metadata.version("pysc2")
+        except importlib.metadata.PackageNotFoundError:
+            pysc2_version = None
+        return {
+            "backend": self.backend,
+            "map": self._kwargs["map_name"],
+            "sc2_build": build,
+            "sc2_version": "/".join(names.get(build, [])) or None,
+            "sc2_builds_installed": builds,
+            "sc2_game_version_arg": wanted,
+            **_smac_package(),
+            "pysc2_version": pysc2_version,
+            "env_class": _qualified_name(self._factory),
+        }
 
     def close(self) -> None:
-        self._env.close()
+        """Close SMAC's env, which shuts the game down; a second call does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._env.close()
+
+
+# get_stats' keys and the StarCraft2Env attributes they count (read directly, because SMAC's
+# get_stats divides by the number of games and fails before the first one ends)
+_STAT_ATTRS = {
+    "battles_won": "battles_won",
+    "battles_game": "battles_game",
+    "timeouts": "timeouts",
+    "restarts": "force_restarts",
+}
+
+
+def _force_restarts(env: Any) -> int:
+    """How often SMAC relaunched the game of `env` (``StarCraft2Env.force_restarts``)."""
+    return int(getattr(env, "force_restarts", 0))
+
+
+def _qualified_name(factory: Any) -> str:
+    """module.Name of a class or function (of the wrapped one for a functools.partial)."""
+    factory = getattr(factory, "func", factory)
+    module = getattr(factory, "__module__", None) or "?"
+    return f"{module}.{getattr(factory, '__qualname__', type(factory).__qualname__)}"
