@@ -104,9 +104,12 @@ def test_unavailable_action_raises_before_reaching_smac():
 def test_factory_as_import_string_and_seed_handling():
     env = make_env("3s_vs_5z", "sc2", seed=5, env_factory=FACTORY)
     assert isinstance(env._env, StarCraft2EnvStandIn)
-    env.reset(seed=9)  # before launch: the seed reaches the game
+    s = env.reset(seed=9)  # before launch: the seed reaches the game
     first = env._env
     assert first._seed == 9 and first.launched
+    rng = np.random.default_rng(9)
+    while not (s.terminated or s.truncated):
+        s = env.step(random_valid(s.avail, rng))
     with pytest.warns(UserWarning, match="seeded when it launched"):
         env.reset(seed=10)  # after launch: cannot reach it, warned once
     assert env._env is first and first._seed == 9
@@ -325,3 +328,18 @@ def test_close_shuts_the_current_game_once():
     current.closed = False
     env.close()  # a second close (train.py's, after an atexit or error path) does nothing
     assert not current.closed
+
+
+def test_abandoning_the_first_episode_starts_a_fresh_env():
+    env = SC2Env(seed=3, env_factory=StarCraft2EnvStandIn)
+    env.reset()
+    first = env._env
+    env.reset()  # SMAC would launch a second game here and add its health to the scale
+    assert first.closed and env._env is not first and env.rebuilds == 1
+    assert env._env.launches == 1 and env._env.max_reward == 30.0
+    s, rng = env.reset(), np.random.default_rng(3)
+    while not (s.terminated or s.truncated):
+        s = env.step(random_valid(s.avail, rng))
+    current = env._env
+    env.reset()  # once an episode has ended SMAC restarts in the same game: nothing to rebuild
+    assert env._env is current and env.rebuilds == 2 and current.launches == 1

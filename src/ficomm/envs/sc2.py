@@ -23,7 +23,9 @@ Protocol mapping (SMAC's API: ``reset``, ``get_obs``, ``get_state``, ``get_avail
   builds a fresh one. SMAC adds the enemies' health and shields to its reward scale on every
   launch during its first episode, so a crash there would leave a second game with an
   inflated scale (3s_vs_5z: 1750 instead of 1000); a fresh env has the scale of one launch.
-  The fresh env is seeded with the same seed, as SMAC's own relaunch is.
+  The fresh env is seeded with the same seed, as SMAC's own relaunch is. For the same reason
+  a reset that abandons the first episode of a SMAC env (SMAC would launch a second game)
+  starts a fresh env.
 
 Everything else (difficulty "7", step_mul 8, reward scaling, ...) stays at SMAC's defaults,
 as in the paper; extra ``env_args`` are passed to ``StarCraft2Env``.
@@ -241,18 +243,22 @@ class SC2Env(MultiAgentEnv):
         except TypeError as err:  # an env_args key StarCraft2Env does not take
             raise ConfigError(f"env_args: StarCraft2Env rejected the arguments: {err}") from err
         self._restarts_seen = _force_restarts(env)
+        self._first_episode_open = False  # reset, and no episode ended yet, on this SMAC env
         return env
 
     def _rebuild_if_relaunched(self) -> bool:
         """Replace SMAC's env by a fresh one if SMAC relaunched the game; True if it did."""
         if _force_restarts(self._env) == self._restarts_seen:
             return False
+        self._replace_env()
+        return True
+
+    def _replace_env(self) -> None:
         for key, attr in _STAT_ATTRS.items():
             self._stats_before[key] += int(getattr(self._env, attr, 0))
         self._env.close()
         self._env = self._build(self._seed)
         self.rebuilds += 1
-        return True
 
     def reset(self, seed: int | None = None) -> Step:
         if seed is not None and seed != self._seed:
@@ -267,9 +273,14 @@ class SC2Env(MultiAgentEnv):
                     "later seeds are ignored (the game's random stream continues)",
                     stacklevel=2,
                 )
+        if self._first_episode_open:
+            # SMAC launches a game on every reset until its first episode ends, adding to the
+            # reward scale each time; a fresh env launches once
+            self._replace_env()
         for _ in range(self.max_reset_attempts):
             self._env.reset()
             self._launched = True
+            self._first_episode_open = True
             # SMAC relaunched the game inside reset: its observation may be of the dead game
             if not self._rebuild_if_relaunched():
                 break
@@ -305,6 +316,8 @@ class SC2Env(MultiAgentEnv):
         self._done = bool(ended)
         if ended and "battle_won" not in raw_info:  # SMAC's answer to a crash: (0, True, {})
             return self._interrupted()
+        if ended:
+            self._first_episode_open = False
         truncated = bool(ended and raw_info.get("episode_limit", False))
         terminated = bool(ended) and not truncated
         info = {
