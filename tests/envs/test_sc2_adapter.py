@@ -343,3 +343,20 @@ def test_abandoning_the_first_episode_starts_a_fresh_env():
     current = env._env
     env.reset()  # once an episode has ended SMAC restarts in the same game: nothing to rebuild
     assert env._env is current and env.rebuilds == 2 and current.launches == 1
+
+
+def test_sc2_yaml_pins_the_smac_commit_the_adapter_names():
+    from pathlib import Path
+
+    import yaml
+
+    from ficomm.envs.sc2 import SMAC_COMMIT, SMAC_GIT
+
+    root = Path(__file__).resolve().parents[2]
+    deps = yaml.safe_load((root / "envs" / "sc2.yaml").read_text())["dependencies"]
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    (smac,) = [line for line in pip if line.startswith("smac @")]
+    assert smac == f"smac @ {SMAC_GIT}" and len(SMAC_COMMIT) == 40
+    int(SMAC_COMMIT, 16)  # a full commit id, not a branch name
+    env = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn)
+    assert env.run_facts()["smac_commit_pinned"] == SMAC_COMMIT

@@ -49,7 +49,8 @@ import numpy as np
 from ficomm.envs.base import ConfigError, EnvInfo, MultiAgentEnv, Step
 
 MAP_NAME = "3s_vs_5z"
-SMAC_GIT = "git+https://github.com/oxwhirl/smac.git"
+SMAC_COMMIT = "d6aab33f76abc3849c50463a8592a84f59a5ef84"  # oxwhirl/smac, as envs/sc2.yaml pins
+SMAC_GIT = f"git+https://github.com/oxwhirl/smac.git@{SMAC_COMMIT}"
 SMAC_MAPS_URL = "https://github.com/oxwhirl/smac/releases/download/v0.1-beta1/SMAC_Maps.zip"
 
 _INSTALL_HELP = (
@@ -58,7 +59,7 @@ _INSTALL_HELP = (
     "envs/sc2.yaml. SMAC also needs the StarCraft II Linux game, version 4.10 (SC2.4.10, "
     "from https://github.com/Blizzard/s2client-proto#downloads), unpacked at $SC2PATH "
     "(default ~/StarCraftII), and the SMAC maps "
-    f"({SMAC_MAPS_URL}) unzipped into $SC2PATH/Maps/SMAC_Maps. "
+    f"({SMAC_MAPS_URL}) extracted into $SC2PATH/Maps (giving $SC2PATH/Maps/SMAC_Maps). "
     "Or choose backend=smax (jaxmarl's SMAX, a JAX re-implementation that is not StarCraft II)."
 )
 
@@ -397,6 +398,7 @@ class SC2Env(MultiAgentEnv):
             "sc2_builds_installed": builds,
             "sc2_game_version_arg": wanted,
             **_smac_package(),
+            "smac_commit_pinned": SMAC_COMMIT,
             "pysc2_version": pysc2_version,
             "env_class": _qualified_name(self._factory),
         }
