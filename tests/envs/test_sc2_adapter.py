@@ -360,3 +360,17 @@ def test_sc2_yaml_pins_the_smac_commit_the_adapter_names():
     int(SMAC_COMMIT, 16)  # a full commit id, not a branch name
     env = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn)
     assert env.run_facts()["smac_commit_pinned"] == SMAC_COMMIT
+
+
+def test_pettingzoo_sees_an_interruption_as_truncation():
+    pytest.importorskip("pettingzoo")
+    from ficomm.envs.pettingzoo_api import PettingZooParallelEnv
+
+    pz = PettingZooParallelEnv(SC2Env(seed=0, env_factory=StarCraft2EnvStandIn))
+    _, infos = pz.reset()
+    pz.env._env.crash_next_step = True
+    acts = {a: int(np.where(i["action_mask"][1], 1, 0)) for a, i in infos.items()}
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        _, rewards, terminations, truncations, _ = pz.step(acts)
+    assert all(truncations.values()) and not any(terminations.values())
+    assert set(rewards.values()) == {0.0} and pz.agents == []
