@@ -40,13 +40,27 @@ def _cell(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+class TrackingError(RuntimeError):
+    """W&B could not start the run."""
+
+
 def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename; a failed write (full disk) removes the
+    temporary file and leaves the previous content."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_metrics_csv(path: Path, history: list[dict[str, Any]], backend: str) -> None:
+    write_atomic(path, metrics_csv_text(history, backend))
+
+
+def metrics_csv_text(history: list[dict[str, Any]], backend: str) -> str:
     """One row per evaluation; empty cells where a value does not exist (no win signal,
     no training loss before the first gradient step). The last column names the backend, so
     a CSV read on its own never passes SMAX results off as StarCraft II ones."""
@@ -56,7 +70,7 @@ def write_metrics_csv(path: Path, history: list[dict[str, Any]], backend: str) -
     writer.writerow([*columns, "backend"])
     for row in history:
         writer.writerow([*(_cell(row.get(c)) for c in columns), backend])
-    write_atomic(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def wandb_run_id(config_hash: str, out: Path) -> str:
@@ -96,26 +110,39 @@ class WandbTracker:
         import wandb
 
         (out / "wandb").mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
-            project=cfg.wandb_project,
-            entity=cfg.wandb_entity,
-            group=cfg.group_name(),
-            tags=wandb_tags(cfg),
-            name=cfg.run_name(),
-            job_type="train",
-            config={
-                **cfg.to_dict(),
-                "method": cfg.method,
-                **{f"info/{k}": v for k, v in run_info.items()},
-            },
-            id=run_id,
-            resume="allow",
-            # W&B writes into <dir>/wandb; absolute because an inherited WANDB_SERVICE means
-            # a wandb-core with another working directory does the writing.
-            dir=str(out.resolve()),
-            mode=mode,
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-        )
+        try:
+            self.run = wandb.init(
+                project=cfg.wandb_project,
+                entity=cfg.wandb_entity,
+                group=cfg.group_name(),
+                tags=wandb_tags(cfg),
+                name=cfg.run_name(),
+                job_type="train",
+                config={
+                    **cfg.to_dict(),
+                    "method": cfg.method,
+                    "env_facts": run_info.get("env_facts", {}),  # e.g. the game build
+                    **{f"info/{k}": v for k, v in run_info.items() if k != "env_facts"},
+                },
+                id=run_id,
+                resume="allow",
+                # W&B writes into <dir>/wandb; absolute because an inherited WANDB_SERVICE
+                # means a wandb-core with another working directory does the writing.
+                dir=str(out.resolve()),
+                mode=mode,
+                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            )
+        except Exception as exc:  # no API key, no network, bad entity: wandb's own types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            hint = (
+                "log in with `wandb login` or set WANDB_API_KEY, or train with "
+                "wandb_mode=offline and upload later with `wandb sync`"
+                if mode == "online"
+                else "use wandb_mode=disabled to train without W&B"
+            )
+            raise TrackingError(
+                f"W&B could not start the {mode} run ({type(exc).__name__}: {first}); {hint}"
+            ) from None
 
     def log(self, row: dict[str, Any]) -> None:
         if self.run is not None:
@@ -128,14 +155,28 @@ class WandbTracker:
             self.run = None
 
 
+def format_duration(seconds: float) -> str:
+    """45s, 12m05s, 3h07m, 2d04h: short enough for a log line."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
 class Progress:
-    """A tqdm bar on a terminal, one plain line per evaluation otherwise (logs, SLURM)."""
+    """A tqdm bar on a terminal, one plain line per evaluation otherwise (logs, SLURM), with
+    the percentage of the budget done and the time left at this session's measured rate, so
+    that `tail` on a job's log tells how far the run is and when it will end."""
 
     def __init__(self, cfg: Config, start_steps: int):
         self.cfg = cfg
         self.interactive = sys.stderr.isatty()
         self.bar = None
-        self.last = start_steps
+        self.start = self.last = start_steps
         if self.interactive:
             from tqdm import tqdm
 
@@ -153,10 +194,18 @@ class Progress:
             self.bar.update(env_steps - self.last)
             self.last = env_steps
 
+    def eta(self, env_steps: int) -> str:
+        """Time left at the rate of this session so far (evaluations included, since they
+        recur); '?' before any step was measured."""
+        elapsed, done = time.perf_counter() - self.t0, env_steps - self.start
+        if done <= 0 or elapsed <= 0:
+            return "?"
+        return format_duration(max(self.cfg.budget - env_steps, 0) * elapsed / done)
+
     def report(self, row: dict[str, Any]) -> None:
-        ret, loss = row["eval_return_mean"], row.get("train_loss")
+        ret, loss, steps = row["eval_return_mean"], row.get("train_loss"), row["env_steps"]
         text = (
-            f"env step {row['env_steps']}/{self.cfg.budget}  return {ret:.2f}"
+            f"env step {steps}/{self.cfg.budget}  return {ret:.2f}"
             f"  eps {row['epsilon']:.3f}"
             + (f"  loss {loss:.4g}" if loss is not None else "")
             + (f"  win {row['eval_win_rate']:.2f}" if row.get("eval_win_rate") is not None else "")
@@ -167,8 +216,10 @@ class Progress:
         else:
             rate = row.get("env_steps_per_sec")
             rate_s = f"  {rate:.0f} steps/s" if rate is not None else ""
+            pct = 100 * steps / self.cfg.budget
             print(
-                f"[ficomm {self.cfg.method} h{self.cfg.hidden} s{self.cfg.seed}] {text}{rate_s}",
+                f"[ficomm {self.cfg.method} h{self.cfg.hidden} s{self.cfg.seed}] {pct:5.1f}%  "
+                f"{text}{rate_s}  eta {self.eta(steps)}",
                 file=sys.stderr,
                 flush=True,
             )

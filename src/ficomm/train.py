@@ -9,34 +9,55 @@ same command continues where the run stopped and produces the same metrics.
 
 from __future__ import annotations
 
-import ctypes
-import json
-import math
-import platform
-import random
-import signal
 import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-
-import ficomm
-from ficomm import checkpoint
-from ficomm.buffer import Episode, EpisodeBuffer
-from ficomm.config import Config, config_to_yaml, load_config
-from ficomm.envs import make_env, make_vector_env
-from ficomm.envs.base import ConfigError
-from ficomm.learner import Learner
-from ficomm.methods import layout_for
-from ficomm.nets import AgentNets
-from ficomm.rollout import EpsilonSchedule, Policy, collect_episode, evaluate
-from ficomm.tracking import Progress, WandbTracker, wandb_run_id, write_atomic, write_metrics_csv
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
+EXIT_BUSY = 3  # the run directory is held by another process
+
+try:  # importing torch takes seconds: Ctrl-C then gets one line, not a traceback
+    import ctypes
+    import errno
+    import json
+    import math
+    import platform
+    import random
+    import signal
+    import time
+    from dataclasses import dataclass, field
+    from pathlib import Path
+    from typing import Any
+
+    import numpy as np
+    import torch
+    import yaml
+
+    import ficomm
+    from ficomm import checkpoint
+    from ficomm.buffer import Episode, EpisodeBuffer
+    from ficomm.config import Config, config_to_yaml, load_config
+    from ficomm.envs import make_env, make_vector_env
+    from ficomm.envs.base import ConfigError
+    from ficomm.learner import Learner
+    from ficomm.methods import layout_for
+    from ficomm.nets import AgentNets
+    from ficomm.rollout import EpsilonSchedule, Policy, collect_episode, evaluate
+    from ficomm.run_lock import RunDirBusy, RunLock
+    from ficomm.tracking import (
+        Progress,
+        TrackingError,
+        WandbTracker,
+        metrics_csv_text,
+        wandb_run_id,
+        write_atomic,
+        write_metrics_csv,
+    )
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    print("ficomm train: interrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+RECORDS = ("config.yaml", "run_info.json")  # the run's records, also kept in its checkpoint
 
 
 class NonFiniteLoss(RuntimeError):
@@ -133,6 +154,13 @@ def eval_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, 2, index]).generate_state(1)[0])
 
 
+def env_facts(env: Any) -> dict[str, Any]:
+    """What the environment reports about itself for the record (e.g. the game build), from
+    its optional `run_facts()`; {} for environments without one."""
+    facts = getattr(env, "run_facts", None)
+    return dict(facts()) if callable(facts) else {}
+
+
 class Run:
     """Everything one training run holds; built from a validated Config."""
 
@@ -149,40 +177,53 @@ class Run:
         self.env_seeds = np.random.default_rng([cfg.seed, 1])  # one env seed per episode
 
         self.env = make_env(cfg.env, cfg.backend, seed=cfg.seed, **cfg.env_args)
-        info = self.info = self.env.info
+        self.eval_env = None
         try:
-            self.eval_env = make_vector_env(
-                cfg.env, cfg.backend, cfg.eval_episodes, seed=cfg.seed + 1, **cfg.env_args
+            info = self.info = self.env.info
+            try:
+                self.eval_env = make_vector_env(
+                    cfg.env, cfg.backend, cfg.eval_episodes, seed=cfg.seed + 1, **cfg.env_args
+                )
+            except ConfigError:  # no vectorised form (real SC2): evaluate episode by episode
+                self.eval_env = make_env(cfg.env, cfg.backend, seed=cfg.seed + 1, **cfg.env_args)
+            self.layout = layout_for(cfg.share, cfg.comm, cfg.own_message)
+            nets = AgentNets(
+                self.layout,
+                info.n_agents,
+                info.obs_size,
+                info.n_actions,
+                cfg.hidden,
+                cfg.msg_hidden,
+                cfg.msg_dim,
+                kernel=self.kernel,
+            ).to(self.device)
+            self.learner = Learner(
+                nets,
+                lr=cfg.lr,
+                rms_alpha=cfg.rms_alpha,
+                rms_eps=cfg.rms_eps,
+                gamma=cfg.gamma,
+                grad_clip=cfg.grad_clip,
+                target_update=cfg.target_update,
+                target_unroll=cfg.target_unroll,
             )
-        except ConfigError:  # no vectorised form (real SC2): evaluate episode by episode
-            self.eval_env = make_env(cfg.env, cfg.backend, seed=cfg.seed + 1, **cfg.env_args)
-        self.layout = layout_for(cfg.share, cfg.comm, cfg.own_message)
-        nets = AgentNets(
-            self.layout,
-            info.n_agents,
-            info.obs_size,
-            info.n_actions,
-            cfg.hidden,
-            cfg.msg_hidden,
-            cfg.msg_dim,
-            kernel=self.kernel,
-        ).to(self.device)
-        self.learner = Learner(
-            nets,
-            lr=cfg.lr,
-            rms_alpha=cfg.rms_alpha,
-            rms_eps=cfg.rms_eps,
-            gamma=cfg.gamma,
-            grad_clip=cfg.grad_clip,
-            target_update=cfg.target_update,
-            target_unroll=cfg.target_unroll,
-        )
-        self.policy = Policy(nets)
-        self.buffer = EpisodeBuffer(cfg.buffer_size, info)
-        self.episode = Episode.empty(info)
-        self.eps = EpsilonSchedule(cfg.eps_start, cfg.eps_end, cfg.eps_anneal)
-        self.c = Counters()
-        self.finished = False
+            self.policy = Policy(nets)
+            self.buffer = EpisodeBuffer(cfg.buffer_size, info)
+            self.episode = Episode.empty(info)
+            self.eps = EpsilonSchedule(cfg.eps_start, cfg.eps_end, cfg.eps_anneal)
+            self.c = Counters()
+            self.finished = False
+        except BaseException:  # a failed build (memory, Ctrl-C) still ends the simulators
+            self.close()
+            raise
+        self.records: dict[str, str] = {}  # name -> text of config.yaml and run_info.json
+
+    def close(self) -> None:
+        """Close the environments that can be closed (StarCraft II processes)."""
+        for env in (self.env, self.eval_env):
+            close = getattr(env, "close", None)
+            if callable(close):
+                close()
 
     # ----------------------------------------------------------------- run directory
     def run_info(self, wandb_id: str) -> dict[str, Any]:
@@ -210,6 +251,7 @@ class Run:
             "device": str(self.device),
             "threads": self.cfg.threads,
             "kernel": self.kernel,
+            "env_facts": env_facts(self.env),
         }
 
     def checkpoint_dir(self) -> Path:
@@ -218,9 +260,9 @@ class Run:
     def state(self, with_buffer: bool) -> dict[str, Any]:
         c = self.c
         return {
-            "format": 1,
             "config_hash": self.cfg.config_hash(),
             "finished": self.finished,
+            "records": self.records,
             "learner": self.learner.state_dict(),
             "buffer": self.buffer.state() if with_buffer else None,
             "counters": {
@@ -265,57 +307,166 @@ class Run:
         self.finished = bool(state["finished"])
 
 
-def _config_diff(out: Path, cfg: Config) -> list[str]:
-    import yaml
-
+def _config_diff(out: Path, cfg: Config, ckpt: dict) -> list[str]:
+    text = (ckpt.get("records") or {}).get("config.yaml")
     try:
-        old = yaml.safe_load((out / "config.yaml").read_text())
+        old = yaml.safe_load(text if text is not None else (out / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
+        old = None
+    if not isinstance(old, dict):
         return ["(config.yaml missing or unreadable)"]
     new = cfg.learning_dict()
     return sorted(k for k in new if old.get(k) != new[k])
 
 
+def make_run_dir(out: Path) -> None:
+    """Create out/ or say in one line why it cannot be a run directory."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"out: {out} exists and is not a directory; choose another out="
+        ) from None
+    except NotADirectoryError:
+        blocker = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), out)
+        raise ConfigError(
+            f"out: {out} cannot be created because {blocker} is a file, not a directory; "
+            "choose another out="
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"out: cannot create {exc.filename or out} ({exc.strerror}); choose a writable out="
+        ) from None
+
+
+def _read_record(path: Path) -> dict | None:
+    """A record's content, or None when it is missing or damaged (empty, cut short)."""
+    try:
+        text = path.read_text()
+        value = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _wandb_id(cfg: Config, out: Path, ckpt: dict | None) -> str:
+    """The W&B run id: the one the run started with (its checkpoint's record, or run_info.json
+    beside a checkpoint from before records were kept), else a new stable one."""
+    if ckpt is not None:
+        text = (ckpt.get("records") or {}).get("run_info.json")
+        info = json.loads(text) if text is not None else _read_record(out / "run_info.json")
+        if info and info.get("wandb_run_id"):
+            return info["wandb_run_id"]
+    return wandb_run_id(cfg.config_hash(), out)
+
+
+def _settle_finished(cfg: Config, out: Path, ckpt: dict) -> None:
+    """A rerun of a finished run rewrites nothing that is intact: records, metrics.csv and
+    their modification times stay as the run left them. A missing or damaged file is rebuilt
+    from the checkpoint (checkpoints from before records were kept: from this configuration,
+    which matches the run's learning keys by the config hash)."""
+    records = ckpt.get("records") or {}
+    damaged = [name for name in RECORDS if _read_record(out / name) is None]
+    if damaged and not all(name in records for name in damaged):
+        run = Run(cfg)  # the old checkpoint holds no copy: compute them as the run did
+        try:
+            records = {
+                "config.yaml": config_to_yaml(cfg),
+                "run_info.json": json.dumps(run.run_info(_wandb_id(cfg, out, ckpt)), indent=2)
+                + "\n",
+            }
+        finally:
+            run.close()
+        source = "this configuration (the checkpoint predates stored records)"
+    else:
+        source = "the checkpoint"
+    for name in damaged:
+        write_atomic(out / name, records[name])
+        print(
+            f"ficomm train: {out / name} was missing or damaged; rebuilt from {source}",
+            file=sys.stderr,
+        )
+    text = metrics_csv_text(list(ckpt["history"]), cfg.backend)
+    path = out / "metrics.csv"
+    try:
+        same = path.read_text() == text
+    except OSError:
+        same = False
+    if not same:
+        write_atomic(path, text)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of a killed or failed write; safe to delete under the run lock."""
+    checkpoint.remove_leftovers(out / "checkpoint")
+    for name in (*RECORDS, "metrics.csv"):
+        (out / (name + ".tmp")).unlink(missing_ok=True)
+
+
 def train(cfg: Config) -> int:
     """Run (or resume) one training run; returns the process exit code."""
     out = Path(cfg.out)
-    run = Run(cfg)
-    ckpt = checkpoint.load(run.checkpoint_dir())
+    check_device(cfg.device)  # before anything is created
+    make_run_dir(out)
+    try:
+        lock = RunLock(out)
+        lock.acquire()
+    except (PermissionError, OSError) as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise ConfigError(
+            f"out: {out} is not writable ({exc.strerror}: {exc.filename}); make it writable "
+            "or choose another out="
+        ) from None
+    try:
+        return _train_locked(cfg, out)
+    finally:
+        lock.release()
+
+
+def _train_locked(cfg: Config, out: Path) -> int:
+    _remove_leftovers(out)
+    ckpt = checkpoint.load(out / "checkpoint")
     if ckpt is not None and ckpt["config_hash"] != cfg.config_hash():
-        changed = ", ".join(_config_diff(out, cfg))
+        changed = ", ".join(_config_diff(out, cfg, ckpt))
         raise ConfigError(
             f"out: {out} already holds a run with a different configuration (differs in: "
             f"{changed}); choose another out= or delete that directory"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    info_path = out / "run_info.json"
-    wandb_id = wandb_run_id(cfg.config_hash(), out)
-    if ckpt is not None and info_path.exists():
-        wandb_id = json.loads(info_path.read_text()).get("wandb_run_id", wandb_id)
-    run_info = run.run_info(wandb_id)
-    write_atomic(out / "config.yaml", config_to_yaml(cfg))
-    write_atomic(info_path, json.dumps(run_info, indent=2) + "\n")
-    metrics_path = out / "metrics.csv"
+    if ckpt is not None and ckpt["finished"]:
+        _settle_finished(cfg, out, ckpt)
+        print(f"ficomm train: {out} is already finished; nothing to do", file=sys.stderr)
+        return 0
 
-    if ckpt is not None:
-        run.restore(ckpt)
-        write_metrics_csv(metrics_path, run.c.history, cfg.backend)
-        if run.finished:
-            print(f"ficomm train: {out} is already finished; nothing to do", file=sys.stderr)
-            return 0
-        print(
-            f"ficomm train: resuming {out} from its checkpoint at env step {run.c.env_steps}",
-            file=sys.stderr,
-        )
-
-    tracker = WandbTracker(cfg, out, wandb_id, run_info)
-    exit_code = 1
+    run = Run(cfg)
     try:
-        with StopFlag() as stop:
-            exit_code = _loop(run, stop, tracker, metrics_path)
+        # The records describe this session (an unfinished run resumed with other threads or
+        # kernel continues with them); the checkpoint keeps a copy of them.
+        run_info = run.run_info(_wandb_id(cfg, out, ckpt))
+        run.records = {
+            "config.yaml": config_to_yaml(cfg),
+            "run_info.json": json.dumps(run_info, indent=2) + "\n",
+        }
+        for name, text in run.records.items():
+            write_atomic(out / name, text)
+        metrics_path = out / "metrics.csv"
+        if ckpt is not None:
+            run.restore(ckpt)
+            write_metrics_csv(metrics_path, run.c.history, cfg.backend)
+            print(
+                f"ficomm train: resuming {out} from its checkpoint at env step {run.c.env_steps}",
+                file=sys.stderr,
+            )
+        tracker = WandbTracker(cfg, out, run_info["wandb_run_id"], run_info)
+        exit_code = 1
+        try:
+            with StopFlag() as stop:
+                exit_code = _loop(run, stop, tracker, metrics_path)
+        finally:
+            tracker.finish(exit_code)
+        return exit_code
     finally:
-        tracker.finish(exit_code)
-    return exit_code
+        run.close()
 
 
 def _loop(run: Run, stop: StopFlag, tracker: WandbTracker, metrics_path: Path) -> int:
@@ -422,6 +573,39 @@ Rerunning the same command resumes from the run directory's checkpoint.
 Example: ficomm train out=runs/pp env=predator_prey share=nps comm=true hidden=64 seed=0"""
 
 
+class Interrupted(BaseException):
+    """SIGTERM outside the training loop (a BaseException, like KeyboardInterrupt, so that no
+    `except Exception` on the way swallows it)."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in text)
+    )
+
+
+def os_error_line(exc: OSError, out: str) -> str:
+    """One line for a failed file operation: what, where, what to do."""
+    where = exc.filename or out
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = (
+            "the file system is full or a file-size or quota limit was reached; the last "
+            "checkpoint is intact: free space (or raise the limit) and rerun the same command "
+            "to resume"
+        )
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "make the run directory writable or choose another out="
+    else:
+        advice = "rerun the same command to resume from the last checkpoint"
+    return f"cannot write {where}: {exc.strerror or exc}; {advice}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
@@ -432,18 +616,49 @@ def main(argv: list[str] | None = None) -> int:
     path = None
     if argv and "=" not in argv[0]:
         path, argv = argv[0], argv[1:]
+    installed, old_term = False, None
+    try:  # outside the loop SIGTERM ends the run like Ctrl-C: one line (not in threads)
+        old_term, installed = signal.signal(signal.SIGTERM, _raise_interrupted), True
+    except ValueError:
+        pass
+    out = "out="
     try:
         cfg = load_config(path, argv)
+        out = cfg.out
         return train(cfg)
     except ConfigError as exc:
         print(f"ficomm train: config error: {exc}", file=sys.stderr)
         return 2
-    except checkpoint.CheckpointError as exc:
+    except RunDirBusy as exc:
+        print(f"ficomm train: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except (checkpoint.CheckpointError, NonFiniteLoss, TrackingError) as exc:
         print(f"ficomm train: {exc}", file=sys.stderr)
         return 1
-    except NonFiniteLoss as exc:
-        print(f"ficomm train: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"ficomm train: {os_error_line(exc, out)}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Interrupted) as exc:
+        name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        print(
+            f"ficomm train: received {name} while starting or finishing (outside the training "
+            "loop); the checkpoint, if any, is as it was; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        print(
+            f"ficomm train: out of memory ({str(exc).splitlines()[0][:200] or 'MemoryError'}); "
+            "lower hidden, msg_hidden, batch_size or buffer_size, or run where more memory is "
+            "available; the last checkpoint, if any, is kept",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,8 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     (out / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
     res = run_train([*SMALL_RUN, "budget=1000", "eval_interval=500", f"out={out}"])
     assert res.returncode == 1
-    assert "state.pt" in res.stderr and "corrupt" in res.stderr and "delete it" in res.stderr
+    assert "state.pt" in res.stderr and "damaged" in res.stderr
+    assert f"delete the folder {out / 'checkpoint'}" in res.stderr
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_checkpoint_before_it(tmp_path):
