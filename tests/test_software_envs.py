@@ -78,7 +78,9 @@ def test_sc2_environment_resolves_the_protobuf_conflict():
     doc = yaml.safe_load((ROOT / "envs" / "sc2.yaml").read_text())
     lines = pip_section(doc)
     named = reqs_by_name(line for line in lines if not line.startswith("-"))
-    assert named["smac"].url == "git+https://github.com/oxwhirl/smac.git"
+    from ficomm.envs.sc2 import SMAC_GIT
+
+    assert named["smac"].url == SMAC_GIT  # pinned to the commit the adapter names
     protobuf = next(iter(named["protobuf"].specifier)).version
     # wandb 0.25.0 declares protobuf>=3.19.0,<7,!=4.21.0,!=5.28.0 for Linux, Python 3.11
     # (envs/README.md); later releases require protobuf>4.21

@@ -4,6 +4,7 @@ pure conversion tested on stand-ins shaped like wandb.Api() runs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from ficomm.analysis.aggregate import AnalysisInputError, aggregate_runs
 from ficomm.analysis.claims import replication_report, write_report
 from ficomm.analysis.publish import api_runs_to_frame, publish, resolve_mode
 from ficomm.analysis.wandb_reader import WandbFileError, read_logged_table, read_offline_run
+from ficomm.analysis.wandb_report import build_report, configuration_groups, report_definition
 
 
 class StandInApiRun:
@@ -150,6 +152,49 @@ def test_offline_publish_is_read_back(small_results, tmp_path, monkeypatch):
     assert sorted(images) == pngs and len(pngs) == 6
     assert all(v["_type"] == "image-file" for v in images.values())
     assert run["config"]["definitions"]["min_seeds"] == 3
+    groups = read_logged_table(files[0], logged["configuration_groups"])
+    assert len(groups) == 4 and run["summary"]["configuration_groups"] == 4
+    assert set(groups["seeds"]) == {"0 1"} and groups["group"].is_unique
+    assert rec["report"]["url"] is None  # offline: the Report is defined, not saved
+    assert json.loads(Path(rec["report"]["definition"]).read_text())["blocks"]
+
+
+def test_wandb_report_definition(small_results):
+    """Offline, the W&B Report is built and checked: the verdict table, then one panel grid
+    per env and hidden size whose run set selects the training runs by config keys that
+    wandb-workspaces' own filter parser reads, grouped by method, plotting the env's metric."""
+    from wandb_workspaces import expr
+
+    _, df, report = small_results
+    groups = configuration_groups(df).assign(preset="p")  # as if trained by preset p
+    report_obj = build_report(report, groups, project="ficomm", entity="someone")
+    d = report_definition(report_obj)
+    assert d["project"] == "ficomm" and d["entity"] == "someone"
+    kinds = [(b["type"], b.get("text")) for b in d["blocks"]]
+    verdicts = d["blocks"][kinds.index(("H1", "Verdicts")) + 1]
+    assert verdicts["type"] == "MarkdownBlock"
+    verdicts = verdicts["text"]
+    for c in report["claims"]:
+        assert f"| {c['id']} | **{c['verdict']}** |" in verdicts
+    grids = [b for b in d["blocks"] if b["type"] == "PanelGrid"]
+    assert len(grids) == 1  # predator_prey x H 64
+    (runset,) = grids[0]["runsets"]
+    assert runset["groupby"] == ["config.method"] and runset["project"] == "ficomm"
+    parsed = expr.expr_to_filters(runset["filters"])
+    leaves = {f.key.name: f.value for f in parsed.filters}
+    assert parsed.op == "AND" and {f.key.section for f in parsed.filters} == {"config"}
+    assert leaves == {"preset": ["p"], "env": "predator_prey", "hidden": 64}
+    (plot,) = grids[0]["panels"]
+    assert (
+        plot["type"] == "LinePlot"
+        and plot["x"] == "env_steps"
+        and plot["y"] == ["eval_return_mean"]
+    )
+    assert plot["groupby_aggfunc"] == "mean" and plot["groupby_rangefunc"] == "stderr"
+    table = d["blocks"][-1]["text"]
+    assert all(f"| `{g}` |" in table for g in groups["group"])
+    with pytest.raises(AnalysisInputError, match="no ficomm runs"):
+        build_report(report, groups.iloc[:0], project="ficomm", entity=None)
 
 
 def test_reader_rejects_other_files(tmp_path):

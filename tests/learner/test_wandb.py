@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 from learner_helpers import read_metrics, run_train
 
 from ficomm.analysis.wandb_reader import read_offline_run
+from ficomm.analysis.wandb_report import configuration_groups
 
 ARGS = [
     "hidden=16",
@@ -78,10 +80,11 @@ def test_run_id_is_stable_across_a_rerun(tmp_path):
 def test_offline_grid_has_one_group_per_configuration_and_unique_names(tmp_path):
     """Several configurations x seeds, read back from their offline run files: distinct
     names, one group per configuration holding exactly its seeds, the preset tag."""
-    runs = {}
+    runs, dirs = {}, []
     for share in ("ps", "nps"):
         for seed in (0, 1):
-            out = tmp_path / f"{share}_s{seed}"
+            dirs.append(f"{share}_s{seed}")
+            out = tmp_path / dirs[-1]
             extra = [f"share={share}", f"seed={seed}", "preset=grid", f"out={out}"]
             res = run_train([*[a for a in ARGS if not a.startswith("share=")], *extra])
             assert res.returncode == 0, res.stderr
@@ -95,3 +98,13 @@ def test_offline_grid_has_one_group_per_configuration_and_unique_names(tmp_path)
         assert "preset:grid" in run["tags"] and run["config"]["preset"] == "grid"
         assert f"seed:{seed}" in run["tags"] and run["job_type"] == "train"
     assert sorted(groups.values(), key=sorted) == [{("nps", 0), ("nps", 1)}, {("ps", 0), ("ps", 1)}]
+
+    # The publish step's table of groups, computed from the run directories, names the same
+    # groups, runs and ids as the offline run files.
+    table = configuration_groups(pd.DataFrame({"run_dir": [str(tmp_path / d) for d in dirs]}))
+    assert set(table["group"]) == set(groups) and set(table["preset"]) == {"grid"}
+    for row in table.itertuples():
+        mine = [r for r in runs.values() if r["group"] == row.group]
+        assert sorted(row.run_names.split()) == sorted(r["name"] for r in mine)
+        assert sorted(row.run_ids.split()) == sorted(r["run_id"] for r in mine)
+        assert row.seeds == "0 1"

@@ -708,6 +708,42 @@ def load_reference(path: str | Path | None) -> dict:
     return data
 
 
+def verdict_table(report: dict) -> list[str]:
+    """The verdict of every claim as Markdown table lines (the report and the W&B Report)."""
+    lines = [
+        "| claim | verdict (decided by the AUC) | final performance | steps to threshold | "
+        "seeds per arm to decide |",
+        "|---|---|---|---|---|",
+    ]
+    for c in report["claims"]:
+        by = c.get("verdicts_by_statistic") or {}
+        other = [by.get(s, {}).get("verdict", "-") for s in ("final", "threshold_steps")]
+        lines.append(
+            f"| {c['id']} | **{c['verdict']}** | {other[0]} | {other[1]} | "
+            f"{_fmt(c['seeds_to_decide'])} |"
+        )
+    return lines
+
+
+def configuration_table(report: dict) -> list[str]:
+    """Per configuration: IQM statistics and basin counts, as Markdown table lines."""
+    lines = [
+        "| env | backend | method | H | seeds | final | AUC | reached threshold | "
+        "steps to threshold | basins capture / avoid / penalised |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in report.get("configurations") or []:
+        reached = "-" if g["reached"] is None else f"{g['reached']}/{g['n_seeds']}"
+        basins = g["basins"]
+        b = "-" if not basins else " / ".join(str(basins[k]) for k in stats.BASINS)
+        lines.append(
+            f"| {g['env']} | {g['backend']} | {g['method']} | {g['hidden']} | "
+            f"{g['n_seeds']} | {_fmt(g['final_iqm'])} | {_fmt(g['auc_iqm'])} | {reached} | "
+            f"{_fmt_steps(g['threshold_steps_iqm'])} | {b} |"
+        )
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     """The human-readable form of `replication_report`."""
     d = report["definitions"]
@@ -772,36 +808,10 @@ def render_markdown(report: dict) -> str:
         "",
         "## Verdicts",
         "",
-        "| claim | verdict (decided by the AUC) | final performance | steps to threshold | "
-        "seeds per arm to decide |",
-        "|---|---|---|---|---|",
+        *verdict_table(report),
     ]
-    for c in report["claims"]:
-        by = c.get("verdicts_by_statistic") or {}
-        other = [by.get(s, {}).get("verdict", "-") for s in ("final", "threshold_steps")]
-        lines.append(
-            f"| {c['id']} | **{c['verdict']}** | {other[0]} | {other[1]} | "
-            f"{_fmt(c['seeds_to_decide'])} |"
-        )
-    configs = report.get("configurations") or []
-    if configs:
-        lines += [
-            "",
-            "## Configurations (IQM over seeds)",
-            "",
-            "| env | backend | method | H | seeds | final | AUC | reached threshold | "
-            "steps to threshold | basins capture / avoid / penalised |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for g in configs:
-            reached = "-" if g["reached"] is None else f"{g['reached']}/{g['n_seeds']}"
-            basins = g["basins"]
-            b = "-" if not basins else " / ".join(str(basins[k]) for k in stats.BASINS)
-            lines.append(
-                f"| {g['env']} | {g['backend']} | {g['method']} | {g['hidden']} | "
-                f"{g['n_seeds']} | {_fmt(g['final_iqm'])} | {_fmt(g['auc_iqm'])} | {reached} | "
-                f"{_fmt_steps(g['threshold_steps_iqm'])} | {b} |"
-            )
+    if report.get("configurations"):
+        lines += ["", "## Configurations (IQM over seeds)", "", *configuration_table(report)]
     values = report.get("reference_values") or []
     lines += ["", "## Reference values (config/reference.yaml)", ""]
     if not values:

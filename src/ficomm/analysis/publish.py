@@ -27,6 +27,12 @@ from ficomm.analysis.aggregate import (
 )
 from ficomm.analysis.tables import final_performance_table
 from ficomm.analysis.wandb_reader import wait_until_complete
+from ficomm.analysis.wandb_report import (
+    build_report,
+    configuration_groups,
+    report_definition,
+    save_report,
+)
 
 MODES = ("offline", "online", "disabled")
 # Columns of the aggregated table logged as a wandb.Table: W&B types every cell in Python
@@ -121,7 +127,9 @@ def publish(
     n_boot: int = stats.N_BOOT,
     seed: int = 0,
 ) -> dict:
-    """Log table, figures and verdicts as one W&B run; returns what was logged and where.
+    """Log table, figures, verdicts and the configuration groups as one W&B run, and build the
+    W&B Report (saved when online; its definition is written to `wandb_dir`/wandb_report.json
+    in every mode); returns what was logged and where.
 
     The reference project is pulled when the mode is online (or an `api` object is given)."""
     import wandb
@@ -169,7 +177,15 @@ def publish(
         config={"definitions": report.get("definitions", {}), "data": report.get("data", {})},
         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
     )
+    report_url = None
     try:
+        project_url = run.get_project_url() if mode == "online" else None
+        groups = configuration_groups(ours, project_url)
+        report_obj = build_report(
+            report, groups, project=project, entity=entity, publish_run=name or run.id
+        )
+        definition_path = wandb_dir / "wandb_report.json"
+        definition_path.write_text(json.dumps(report_definition(report_obj), indent=2) + "\n")
         if mode != "disabled":
             full = Path(run.dir) / "all_runs.csv"
             combined.to_csv(full, index=False)
@@ -181,12 +197,17 @@ def publish(
                     "all_runs": _table(combined[logged_cols]),
                     "final_performance": _table(comparison),
                     "claims": _table(claims),
+                    "configuration_groups": _table(groups),
                     **{f"figures/{p.stem}": wandb.Image(str(p), caption=p.stem) for p in pngs},
                 }
             )
         for c in report["claims"]:
             run.summary[f"claim_{c['id']}_verdict"] = c["verdict"]
             run.summary[f"claim_{c['id']}_seeds_to_decide"] = c["seeds_to_decide"]
+        run.summary["configuration_groups"] = len(groups)
+        if mode == "online":
+            report_url = save_report(report_obj)
+            run.summary["report_url"] = report_url
         run_dir = Path(run.dir).parent if mode != "disabled" else None
         run_id = run.id
     finally:
@@ -205,11 +226,13 @@ def publish(
                 "all_runs": len(combined),
                 "final_performance": len(comparison),
                 "claims": len(claims),
+                "configuration_groups": len(groups),
             },
             "images": [p.stem for p in pngs],
             "verdicts": {str(c["id"]): c["verdict"] for c in report["claims"]},
         },
         "reference_runs": int(reference["run_dir"].nunique()) if len(reference) else 0,
+        "report": {"definition": str(definition_path), "url": report_url},
     }
 
 
