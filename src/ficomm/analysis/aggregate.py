@@ -99,11 +99,6 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def read_run(run_dir: str | Path) -> pd.DataFrame:
-    """One run directory -> its tidy rows (one per evaluation)."""
-    return _read_run_parts(Path(run_dir))[1]
-
-
 def _read_run_parts(run_dir: Path) -> tuple[dict, pd.DataFrame]:
     """(flattened config.yaml, tidy rows) of one run directory."""
     config = _read_mapping(run_dir / "config.yaml", _yaml_load, "YAML")

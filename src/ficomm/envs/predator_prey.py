@@ -38,8 +38,7 @@ import numpy as np
 
 from ficomm.envs.base import ConfigError, EnvInfo, MultiAgentEnv, Step, VectorEnv
 
-ACTION_MEANINGS = ("DOWN", "LEFT", "UP", "RIGHT", "NOOP")
-N_ACTIONS = 5
+N_ACTIONS = 5  # 0 DOWN, 1 LEFT, 2 UP, 3 RIGHT, 4 NOOP (ma-gym's order)
 NOOP = 4
 _ROW_STEP = (1, 0, -1, 0, 0)
 _COL_STEP = (0, -1, 0, 1, 0)
