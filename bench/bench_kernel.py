@@ -6,7 +6,7 @@ At the paper's sizes (PredatorPrey NPS+IQL+COMM: 4 agents, H 64, minibatch 32 ep
      forward + backward (gradient into the message columns, as in training);
   2. the message net: forward, forward + backward;
   3. acting: 100 steps of all agents (Policy.q_values, one episode) and collecting training
-     episodes for 1000 env steps (numpy path for kernel=torch);
+     episodes for 1000 env steps (one step of the torch layers for kernel=torch);
   4. system time of 40 gradient steps in a fresh process with and without
      ficomm.train.keep_freed_memory.
 

@@ -10,6 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
+
+# The kinds of Q-net input block, in the order they appear in the input. The compiled acting
+# step (ficomm/kernels/nets.cpp) knows each by its index here.
+BLOCK_KINDS = ("obs", "last_action", "agent_id", "others_messages", "own_message")
+
+
+class Block(NamedTuple):
+    """One part of the Q-net input: columns start .. start + width - 1."""
+
+    kind: str
+    start: int
+    width: int
 
 
 @dataclass(frozen=True)
@@ -17,7 +30,6 @@ class Layout:
     """What distinguishes one method from another. Q-net input order: obs, last action,
     [agent id], [others' messages in ascending agent order], [own message]."""
 
-    label: str
     shared: bool  # one parameter group for all agents (PS) or one per agent (NPS)
     agent_id: bool  # one-hot agent id in the Q-net input
     comm: bool  # a message net exists and others' messages are inputs
@@ -28,21 +40,37 @@ class Layout:
         """Number of parameter owners (each with its own optimizer state and clipping)."""
         return 1 if self.shared else n_agents
 
+    def q_input_blocks(
+        self, n_agents: int, obs_size: int, n_actions: int, msg_dim: int
+    ) -> tuple[Block, ...]:
+        """The Q-net input's blocks in column order: the one definition of the input layout,
+        read by the torch layers (AgentNets.q_inputs) and by the compiled acting step."""
+        widths = {
+            "obs": obs_size,
+            "last_action": n_actions,
+            "agent_id": n_agents if self.agent_id else 0,
+            "others_messages": (n_agents - 1) * msg_dim if self.comm else 0,
+            "own_message": msg_dim if self.comm and self.own_message else 0,
+        }
+        blocks, start = [], 0
+        for kind in BLOCK_KINDS:
+            if widths[kind]:
+                blocks.append(Block(kind, start, widths[kind]))
+                start += widths[kind]
+        return tuple(blocks)
+
     def q_input_width(self, n_agents: int, obs_size: int, n_actions: int, msg_dim: int) -> int:
         """Width of the Q-net input under this layout (the spec's section 2 table)."""
-        width = obs_size + n_actions
-        width += n_agents if self.agent_id else 0
-        width += (n_agents - 1) * msg_dim if self.comm else 0
-        width += msg_dim if self.own_message else 0
-        return width
+        *_, last = self.q_input_blocks(n_agents, obs_size, n_actions, msg_dim)
+        return last.start + last.width
 
 
 # (share, comm) -> layout; the spec's section 1 table.
 METHODS: dict[tuple[str, bool], Layout] = {
-    ("ps", False): Layout("PS+IQL", True, True, False, False, False),
-    ("ps", True): Layout("PS+IQL+COMM", True, True, True, False, False),
-    ("nps", False): Layout("NPS+IQL", False, False, False, False, False),
-    ("nps", True): Layout("NPS+IQL+COMM", False, False, True, True, True),
+    ("ps", False): Layout(True, True, False, False, False),  # PS+IQL
+    ("ps", True): Layout(True, True, True, False, False),  # PS+IQL+COMM
+    ("nps", False): Layout(False, False, False, False, False),  # NPS+IQL
+    ("nps", True): Layout(False, False, True, True, True),  # NPS+IQL+COMM
 }
 
 

@@ -25,6 +25,8 @@ from ficomm.kernels.functions import (
 )
 from ficomm.methods import Layout
 
+MESSAGE_BLOCKS = ("others_messages", "own_message")  # the only inputs that carry gradient
+
 NARROW = 16  # output widths below this use the transposed matmul (Q-values, messages)
 
 
@@ -254,8 +256,8 @@ class AgentNets(nn.Module):
         self.per_group = n_agents // self.groups
         self.hidden = hidden
         self.msg_dim = msg_dim
-        width = layout.q_input_width(n_agents, obs_size, n_actions, msg_dim)
-        self.in_features = width
+        self.blocks = layout.q_input_blocks(n_agents, obs_size, n_actions, msg_dim)
+        width = self.in_features = self.blocks[-1].start + self.blocks[-1].width
         self.q = QNet(self.groups, width, hidden, n_actions, kernel)
         self.msg = (
             MessageNet(self.groups, obs_size, msg_hidden, msg_dim, kernel) if layout.comm else None
@@ -292,43 +294,38 @@ class AgentNets(nn.Module):
     def q_inputs(
         self, obs: Tensor, last_action: Tensor, msgs: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """The Q-net input of every agent in the layout's order, as data written group-major
-        (G, T, agents_per_group * B, in) so that the rows of one step are contiguous for the
-        recurrence; and the part that carries gradient (the messages that are not detached,
-        the last columns, group-major), or None.
+        """The Q-net input of every agent, its blocks at the columns of `self.blocks`, as data
+        written group-major (G, T, agents_per_group * B, in) so that the rows of one step are
+        contiguous for the recurrence; and the part that carries gradient (the messages that
+        are not detached, the last columns, group-major), or None.
 
         `msgs` (n, T, B, msg_dim) may be precomputed (NPS training: every agent's messages
         are computed over the minibatch before any update); otherwise they come from obs.
         """
         n, T, B, _ = obs.shape
         G, k, L = self.groups, self.per_group, self.layout
-        parts = [obs, last_action]
+        parts = {"obs": obs, "last_action": last_action}
         if L.agent_id:
-            parts.append(self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n))
-        grads = []
+            parts["agent_id"] = self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n)
         if L.comm:
             if msgs is None:
                 msgs = self.messages(obs)
             sent = msgs.detach() if L.detach_others else msgs
             others = sent[self.others]  # (n, n-1, T, B, D), ascending sender order
-            others = others.permute(0, 2, 3, 1, 4).reshape(n, T, B, -1)
-            parts.append(others)
-            grads += [] if L.detach_others else [others]
-            if L.own_message:
-                parts.append(msgs)
-                grads.append(msgs)
+            parts["others_messages"] = others.permute(0, 2, 3, 1, 4).reshape(n, T, B, -1)
+            parts["own_message"] = msgs
         x = obs.new_empty(G, T, k * B, self.in_features)
         by_agent = x.view(G, T, k, B, -1).permute(0, 2, 1, 3, 4)  # (G, k, T, B, in) view
-        c = 0
         with torch.no_grad():  # data; the gradient goes through grad_part
-            for part in parts:
-                width = part.shape[-1]
-                by_agent[..., c : c + width] = part.view(G, k, *part.shape[1:])
-                c += width
-        grads = [t for t in grads if t.requires_grad]
+            for b in self.blocks:
+                by_agent[..., b.start : b.start + b.width] = parts[b.kind].view(G, k, T, B, -1)
+        grads = [b for b in self.blocks if b.kind in MESSAGE_BLOCKS and parts[b.kind].requires_grad]
         if not grads:
             return x, None
-        return x, self.to_groups_by_step(grads[0] if len(grads) == 1 else torch.cat(grads, -1))
+        # the kernel's backward computes the input gradient of the last columns only
+        assert grads[0].start + sum(b.width for b in grads) == self.in_features, grads
+        grad = [parts[b.kind] for b in grads]
+        return x, self.to_groups_by_step(grad[0] if len(grad) == 1 else torch.cat(grad, -1))
 
     def unroll(
         self,

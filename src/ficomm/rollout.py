@@ -14,50 +14,49 @@ import torch
 from ficomm.buffer import Episode
 from ficomm.envs.base import MultiAgentEnv, VectorEnv
 from ficomm.kernels.functions import fused_kernel
+from ficomm.methods import BLOCK_KINDS
 from ficomm.nets import AgentNets
 
 
 class Policy:
     """Q-values of all agents for B episodes at one step, carrying the recurrent state.
 
-    Acting runs the same networks as training on float32 views of the parameters (on CPU
-    they share memory with the torch tensors, so every optimizer step is seen at once; on a
-    GPU `refresh()` copies them after each update): one call of the compiled kernel
-    (ficomm.kernels, where the networks' `kernel` allows it), else ~25 small numpy calls
-    instead of ~45 torch dispatches. tests/learner checks both against `AgentNets.unroll`.
+    Acting runs the training networks in one of their two implementations: the compiled
+    kernel's acting step (CPU, float32, where the networks' `kernel` allows it), which reads
+    the parameters' own storage and the input layout `AgentNets.blocks`; else one step of
+    `AgentNets.unroll` under torch.no_grad (the torch layers: GPU, kernel=torch). Either
+    way every optimizer step is seen at once. tests/learner checks both against
+    `AgentNets.unroll` over whole episodes.
     """
 
     def __init__(self, nets: AgentNets):
         self.nets = nets
-        n, G = nets.n_agents, nets.groups
-        self.n, self.G, self.k, self.H = n, G, nets.per_group, nets.hidden
-        self.layout = nets.layout
-        self.eye = np.eye(nets.n_actions, dtype=np.float32)
-        self.ids = np.eye(n, dtype=np.float32)[:, None, :]  # (n, 1, n)
-        self.others = np.array([[j for j in range(n) if j != i] for i in range(n)])
+        self.n = nets.n_agents
         first = next(nets.parameters())
-        self.shared_memory = first.device.type == "cpu"
         self.lib = None
-        if self.shared_memory and first.dtype == torch.float32:
+        if first.device.type == "cpu" and first.dtype == torch.float32:
             self.lib = fused_kernel(nets.q.kernel, first)
-        self.refresh()
+        # the input layout as the kernel reads it: (kind, first column, width) per block
+        blocks = [v for b in nets.blocks for v in (BLOCK_KINDS.index(b.kind), b.start, b.width)]
+        self._blocks = (ctypes.c_int * len(blocks))(*blocks)
+        # one-hot last actions for the torch step; row A (index -1: no action yet) is zeros
+        self.eye = torch.eye(nets.n_actions + 1, nets.n_actions, dtype=first.dtype)
+        self.eye = self.eye.to(first.device)
 
     def refresh(self) -> None:
-        """Take the current parameters (a no-op on CPU, where they are shared)."""
-        if self.shared_memory and hasattr(self, "w"):
-            return
-        self.w = {k: v.detach().cpu().numpy() for k, v in self.nets.named_parameters()}
+        """Nothing to copy: both paths read the live parameters."""
 
     def start(self, batch: int) -> None:
-        self.h = np.zeros((self.G, self.k * batch, self.H), np.float32)
-        if self.lib is not None:
-            self.last_idx = np.full((batch, self.n), -1, np.int32)  # -1: no action yet
-            self._bind_kernel(batch)
-        else:
-            self.last = np.zeros((batch, self.n, self.nets.n_actions), np.float32)
+        nets = self.nets
+        self.last_idx = np.full((batch, self.n), -1, np.int32)  # -1: no action yet
+        if self.lib is None:
+            self.h = nets.initial_hidden(batch)
+            return
+        self.h = np.zeros((nets.groups, nets.per_group * batch, nets.hidden), np.float32)
+        self._bind_kernel(batch)
 
     def _bind_kernel(self, batch: int) -> None:
-        nets, L = self.nets, self.layout
+        nets, L = self.nets, self.nets.layout
         q = nets.q
         msg = [None] * 6  # no message net: null pointers, never read
         if L.comm:
@@ -66,11 +65,11 @@ class Policy:
         tensors += [q.fc2.weight, q.fc2.bias]
         ptrs = [None if t is None else t.data_ptr() for t in tensors]  # live parameter storage
         self._params = (ctypes.c_void_p * 14)(*ptrs)
-        M = nets.msg.fc1.weight.shape[-1] if L.comm else 0
-        A, H, D = nets.n_actions, self.H, nets.msg_dim
-        dims = (self.G, self.k, batch, nets.obs_size, A, H, M, D, L.agent_id, L.comm, L.own_message)
-        self._dims = (ctypes.c_int * 11)(*map(int, dims))
-        R, F = self.k * batch, nets.in_features
+        M = nets.msg.fc1.weight.shape[-1] if L.comm else 0  # 0: no message net
+        G, R, F = nets.groups, nets.per_group * batch, nets.in_features
+        A, H, D = nets.n_actions, nets.hidden, nets.msg_dim
+        dims = (G, nets.per_group, batch, nets.obs_size, A, H, M, D, F, len(self._blocks) // 3)
+        self._dims = (ctypes.c_int * 10)(*dims)
         size = batch * self.n * D + R * F + R * max(M, H) + R * M + 6 * R * H + R * max(D, A)
         self._scratch = np.empty(size, np.float32)
         self._q = np.empty((batch, self.n, A), np.float32)
@@ -78,45 +77,24 @@ class Policy:
         self._args = [a.ctypes.data for a in (self.last_idx, self.h, self._q)]
         self._args += [ctypes.addressof(self._params), self._scratch.ctypes.data]
 
-    def _linear(self, name: str, x: np.ndarray) -> np.ndarray:
-        return np.matmul(x, self.w[name + ".weight"]) + self.w[name + ".bias"]
-
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """obs (B, n, obs) -> Q (B, n, A); updates the hidden state."""
         if self.lib is not None:
             o = np.ascontiguousarray(obs, np.float32)
-            self.lib.ficomm_policy_step_f32(self._dims, o.ctypes.data, *self._args)
+            self.lib.ficomm_policy_step_f32(self._dims, self._blocks, o.ctypes.data, *self._args)
             return self._q.copy()
-        B, n, G, H, L = obs.shape[0], self.n, self.G, self.H, self.layout
-        o = obs.transpose(1, 0, 2)  # agent-major (n, B, obs)
-        parts = [o, self.last.transpose(1, 0, 2)]
-        if L.agent_id:
-            parts.append(np.broadcast_to(self.ids, (n, B, n)))
-        if L.comm:
-            x = o.reshape(G, -1, o.shape[-1])
-            x = np.maximum(self._linear("msg.fc1", x), 0)
-            x = np.maximum(self._linear("msg.fc2", x), 0)
-            m = self._linear("msg.fc3", x).reshape(n, B, -1)
-            parts.append(m[self.others].transpose(0, 2, 1, 3).reshape(n, B, -1))
-            if L.own_message:
-                parts.append(m)
-        x = np.concatenate(parts, -1).reshape(G, self.k * B, -1)
-        w = self.w
-        gi = np.matmul(np.maximum(self._linear("q.fc1", x), 0), w["q.gru.w_ih"]) + w["q.gru.b_ih"]
-        gh = np.matmul(self.h, w["q.gru.w_hh"]) + w["q.gru.b_hh"]
-        rz = 0.5 + 0.5 * np.tanh(0.5 * (gi[..., : 2 * H] + gh[..., : 2 * H]))  # sigmoid
-        r, z = rz[..., :H], rz[..., H:]
-        cand = np.tanh(gi[..., 2 * H :] + r * gh[..., 2 * H :])
-        self.h = cand + z * (self.h - cand)
-        q = self._linear("q.fc2", self.h)  # (G, k*B, A)
-        return q.reshape(n, B, -1).transpose(1, 0, 2)
+        with torch.no_grad():
+            eye = self.eye
+            o = torch.as_tensor(obs, dtype=eye.dtype, device=eye.device)
+            last = eye[torch.as_tensor(self.last_idx, dtype=torch.long, device=eye.device)]
+            # (B, n, .) -> agent-major (n, T=1, B, .)
+            o, last = (t.transpose(0, 1).unsqueeze(1).contiguous() for t in (o, last))
+            q, self.h = self.nets.unroll(o, last, self.h)
+            return q[:, 0].transpose(0, 1).cpu().numpy()
 
     def record(self, actions: np.ndarray) -> None:
         """The executed actions (B, n) become the next step's last-action input."""
-        if self.lib is not None:
-            self.last_idx[...] = actions  # the compiled step builds the one-hot itself
-        else:
-            self.last = self.eye[actions]
+        self.last_idx[...] = actions
 
 
 def greedy(q: np.ndarray, avail: np.ndarray) -> np.ndarray:

@@ -6,13 +6,20 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from learner_helpers import SMALL_RUN
 
 from ficomm import kernels
 from ficomm.kernels.functions import FusedMessageNet, FusedQNet
-from ficomm.nets import MessageNet, QNet
+from ficomm.methods import BLOCK_KINDS, Block, layout_for
+from ficomm.nets import AgentNets, MessageNet, QNet
+from ficomm.rollout import Policy
+
+# the four methods and the own-message ablation
+LAYOUTS = [("nps", False, True), ("nps", True, True), ("nps", True, False)]
+LAYOUTS += [("ps", False, True), ("ps", True, True)]
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +132,84 @@ def test_gradient_reaches_the_message_part_only(lib):
         grads[kernel] = torch.autograd.grad(q.unroll(x, h, part)[0].sum(), part)[0]
     torch.testing.assert_close(grads["fused"], grads["torch"], rtol=1e-12, atol=1e-14)
     assert torch.count_nonzero(grads["torch"]) > 0
+
+
+def _kernel_blocks(policy: Policy) -> list[tuple[str, int, int]]:
+    """The (kind, first column, width) triples exactly as handed to the acting kernel."""
+    flat = np.array(policy._blocks).reshape(-1, 3)
+    return [(BLOCK_KINDS[k], int(s), int(w)) for k, s, w in flat]
+
+
+@pytest.mark.parametrize("share,comm,own", LAYOUTS)
+def test_acting_kernel_gets_the_columns_the_torch_inputs_use(share, comm, own):
+    """One source for the input layout: every block the acting kernel is told about holds,
+    in the input that AgentNets.q_inputs builds for the torch layers and the training kernel,
+    exactly that block's content, and the blocks tile the input."""
+    n, n_obs, A, D, T, B = 4, 6, 5, 3, 2, 3
+    nets = AgentNets(layout_for(share, comm, own), n, n_obs, A, 8, msg_dim=D)
+    blocks = _kernel_blocks(Policy(nets))
+    assert [b.start for b in nets.blocks] == [s for _, s, _ in blocks]
+    assert [s + w for _, s, w in blocks] == [s for _, s, _ in blocks[1:]] + [nets.in_features]
+    # a value per input kind (and per sending agent) that no other block holds
+    obs = torch.full((n, T, B, n_obs), 2.0)
+    last = torch.full((n, T, B, A), 3.0)
+    msgs = (10.0 + torch.arange(float(n))).view(n, 1, 1, 1).expand(n, T, B, D)
+    x, _ = nets.q_inputs(obs, last, msgs if comm else None)
+    G, k = nets.groups, nets.per_group
+    x = x.view(G, T, k, B, -1).transpose(1, 2).reshape(n, T, B, -1)  # agent-major
+    for i in range(n):
+        expected = {
+            "obs": torch.full((n_obs,), 2.0),
+            "last_action": torch.full((A,), 3.0),
+            "agent_id": torch.eye(n)[i],
+            "others_messages": torch.tensor(
+                [10.0 + j for j in range(n) if j != i]
+            ).repeat_interleave(D),
+            "own_message": torch.full((D,), 10.0 + i),
+        }
+        for kind, start, width in blocks:
+            got = x[i, :, :, start : start + width]
+            assert torch.equal(got, expected[kind].expand_as(got)), (i, kind)
+    kinds = [kind for kind, _, _ in blocks]
+    assert ("agent_id" in kinds) == (share == "ps")
+    assert ("own_message" in kinds) == (comm and own and share == "nps")
+
+
+@pytest.mark.parametrize("share,comm", [("nps", True), ("ps", True)])
+def test_acting_kernel_follows_a_changed_layout(lib, share, comm):
+    """The kernel builds its input from the blocks it is given, not from its own idea of the
+    method: with the block order changed in AgentNets alone, kernel and torch layers still
+    agree (and differ from the original order)."""
+    torch.manual_seed(0)
+    n, n_obs, A, T, B = 4, 28, 5, 4, 2
+    obs = torch.rand(n, T, B, n_obs)
+    actions = torch.randint(0, A, (n, T, B))
+    last = torch.nn.functional.one_hot(actions, A).float()
+    last = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], 1)
+    nets = AgentNets(layout_for(share, comm), n, n_obs, A, 16, kernel="fused")
+    original = nets.blocks
+    reordered, start = [], 0
+    for b in reversed(original):
+        reordered.append(Block(b.kind, start, b.width))
+        start += b.width
+    nets.blocks = tuple(reordered)
+    qs = {}
+    for kernel in ("torch", "fused"):
+        nets.q.kernel = nets.msg.kernel = kernel
+        with torch.no_grad():
+            qs[kernel] = nets.unroll(obs, last)[0]
+    policy = Policy(nets)
+    assert policy.lib is not None
+    policy.start(B)
+    for t in range(T):
+        q_t = policy.q_values(obs[:, t].permute(1, 0, 2).numpy())
+        want = qs["torch"][:, t].permute(1, 0, 2).numpy()
+        np.testing.assert_allclose(q_t, want, rtol=1e-5, atol=1e-5)
+        policy.record(actions[:, t].T.numpy())
+    torch.testing.assert_close(qs["fused"], qs["torch"], rtol=1e-5, atol=1e-5)
+    nets.blocks = original
+    with torch.no_grad():
+        assert not torch.allclose(nets.unroll(obs, last)[0], qs["torch"], atol=1e-3)
 
 
 def test_no_compiler_means_torch_for_auto_and_a_clear_error_for_fused(tmp_path, monkeypatch):

@@ -107,8 +107,8 @@ def test_hand_written_gru_backward_passes_gradcheck():
 @pytest.mark.parametrize("kernel", ["fused", "torch"])
 @pytest.mark.parametrize("own_message", [True, False])
 def test_acting_policy_step_by_step_equals_the_training_unroll(share, comm, kernel, own_message):
-    """The acting path (compiled step, or numpy with kernel=torch), carrying its hidden
-    state, gives the training unroll's Q."""
+    """The acting path (the compiled step, or one step of the torch layers with
+    kernel=torch), carrying its hidden state, gives the training unroll's Q."""
     from ficomm.rollout import Policy
 
     torch.manual_seed(3)

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("nets.cpp")
-ABI = 7  # bump with any change of the exported signatures
+ABI = 8  # bump with any change of the exported signatures
 BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 NATIVE_FLAGS = ["-march=native"]  # dropped if the compiler refuses it (some ARM toolchains)
 
@@ -112,7 +112,7 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
             fn = getattr(lib, f"ficomm_{kind}_{dt}")
             fn.argtypes = dims + [ctypes.c_void_p] * n_ptrs
             fn.restype = None
-    lib.ficomm_policy_step_f32.argtypes = dims + [ctypes.c_void_p] * 6
+    lib.ficomm_policy_step_f32.argtypes = dims * 2 + [ctypes.c_void_p] * 6
     lib.ficomm_policy_step_f32.restype = None
     return lib
 

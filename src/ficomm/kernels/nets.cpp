@@ -430,20 +430,21 @@ static void msg_backward(const int* dims, const T* dmsg, const T* obs, const T* 
 }
 
 // One acting step of every agent for B episodes (ficomm.rollout.Policy): the messages of
-// the current observations, the Q-net input in the layout's order (obs, last-action one-hot,
-// [agent id], [others' messages, ascending sender], [own message]), one GRU step, Q-values.
-// dims = {G, k, B, O, A, H, M, D, agent_id, comm, own_message}; n = G k agents.
+// the current observations, the Q-net input, one GRU step, Q-values.
+// dims = {G, k, B, O, A, H, M, D, F, NB}; n = G k agents; M = 0: no message net.
+// blocks: NB triples (kind, first column, width), the Q-net input layout computed in Python
+// (ficomm.methods.Layout.q_input_blocks); kind is the index in methods.BLOCK_KINDS:
+enum InputBlock { OBS, LAST_ACTION, AGENT_ID, OTHERS_MESSAGES, OWN_MESSAGE };
 // obs (B, n, O); last (B, n) last actions (-1: none yet); h (G, k B, H), rows (j, b) for
 // agent g k + j, updated in place; q (B, n, A). p: 14 parameters in their torch layouts
 // (msg w1 b1 w2 b2 w3 b3, then q w1 b1 w_ih b_ih w_hh b_hh w2 b2).
 template <typename T>
-static void policy_step(const int* d, const T* obs, const int* last, T* h, T* q,
-                        const T* const* p, T* scratch) {
+static void policy_step(const int* d, const int* blocks, const T* obs, const int* last, T* h,
+                        T* q, const T* const* p, T* scratch) {
   typedef typename VT<T>::v V;
   const int G = d[0], k = d[1], B = d[2], O = d[3], A = d[4], H = d[5], M = d[6], D = d[7];
-  const bool agent_id = d[8], comm = d[9], own = d[10];
+  const int F = d[8], NB = d[9];
   const int n = G * k, R = k * B;
-  const int F = O + A + (agent_id ? n : 0) + (comm ? (n - 1) * D : 0) + (own ? D : 0);
   const long H3 = 3L * H;
   T* msgs = scratch;                         // (B, n, D)
   T* x = msgs + (long)B * n * D;             // (R, F)
@@ -453,7 +454,7 @@ static void policy_step(const int* d, const T* obs, const int* last, T* h, T* q,
   T* gh = gi + R * H3;                       // (R, 3H)
   T* out = gh + R * H3;                      // (R, max(D, A))
   auto row_obs = [&](int g, int r) { return obs + ((long)(r % B) * n + g * k + r / B) * O; };
-  if (comm)
+  if (M > 0)
     for (int g = 0; g < G; ++g) {
       for (int r = 0; r < R; ++r) std::memcpy(x + (long)r * O, row_obs(g, r), sizeof(T) * O);
       gemm<T>(R, M, O, x, O, p[0] + (long)g * O * M, M, t1, M, p[1] + (long)g * M, 0);
@@ -469,21 +470,30 @@ static void policy_step(const int* d, const T* obs, const int* last, T* h, T* q,
     for (int r = 0; r < R; ++r) {
       const int b = r % B, i = g * k + r / B;
       T* xr = x + (long)r * F;
-      std::memcpy(xr, row_obs(g, r), sizeof(T) * O);
-      T* c = xr + O;
-      for (int a = 0; a < A; ++a) c[a] = T(a == last[b * n + i]);
-      c += A;
-      if (agent_id) {
-        for (int j = 0; j < n; ++j) c[j] = T(j == i);
-        c += n;
-      }
-      if (comm) {
-        for (int j = 0; j < n; ++j)
-          if (j != i) {
-            std::memcpy(c, msgs + ((long)b * n + j) * D, sizeof(T) * D);
-            c += D;
-          }
-        if (own) std::memcpy(c, msgs + ((long)b * n + i) * D, sizeof(T) * D);
+      for (int blk = 0; blk < NB; ++blk) {
+        T* c = xr + blocks[3 * blk + 1];
+        const int w = blocks[3 * blk + 2];
+        switch (blocks[3 * blk]) {
+          case OBS:
+            std::memcpy(c, row_obs(g, r), sizeof(T) * w);
+            break;
+          case LAST_ACTION:
+            for (int a = 0; a < w; ++a) c[a] = T(a == last[b * n + i]);
+            break;
+          case AGENT_ID:
+            for (int j = 0; j < w; ++j) c[j] = T(j == i);
+            break;
+          case OTHERS_MESSAGES:  // ascending sender order
+            for (int j = 0; j < n; ++j)
+              if (j != i) {
+                std::memcpy(c, msgs + ((long)b * n + j) * D, sizeof(T) * D);
+                c += D;
+              }
+            break;
+          case OWN_MESSAGE:
+            std::memcpy(c, msgs + ((long)b * n + i) * D, sizeof(T) * D);
+            break;
+        }
       }
     }
     T* hg = h + (long)g * R * H;
@@ -513,7 +523,7 @@ static void policy_step(const int* d, const T* obs, const int* last, T* h, T* q,
 // (w2's, a narrow one, is left to torch), dh0, and dxm (G, T, R, C) of the last C input
 // columns (C = 0: none). Message net dims = {G, N, O, M, D}.
 extern "C" {
-int ficomm_qnet_abi() { return 7; }
+int ficomm_qnet_abi() { return 8; }
 int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
 #define FI_EXPORT(S, T)                                                                         \
   void ficomm_qnet_forward_##S(const int* d, const T* x, const T* h0, const T* w1, const T* b1, \
@@ -541,8 +551,8 @@ int ficomm_qnet_vector_bytes() { return FI_VBYTES; }
   }
 FI_EXPORT(f32, float)
 FI_EXPORT(f64, double)
-void ficomm_policy_step_f32(const int* d, const float* obs, const int* last, float* h, float* q,
-                            const float* const* params, float* scratch) {
-  policy_step<float>(d, obs, last, h, q, params, scratch);
+void ficomm_policy_step_f32(const int* d, const int* blocks, const float* obs, const int* last,
+                            float* h, float* q, const float* const* params, float* scratch) {
+  policy_step<float>(d, blocks, obs, last, h, q, params, scratch);
 }
 }
