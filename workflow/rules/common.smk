@@ -10,7 +10,9 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from ficomm.config import LEARNING_KEYS, load_config
 from ficomm.envs import ENV_NAMES, backend_spec, backends_for
+from ficomm.envs.base import ConfigError
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -141,40 +143,156 @@ def per_env(value, env):
     return value[env]
 
 
-def train_settings(wildcards):
-    """The `ficomm train` keys of one grid point (everything but out, device and threads)."""
-    env, comm = wildcards.env, wildcards.comm == COMM_DIRS[True]
-    hidden, seed = int(wildcards.hidden), int(wildcards.seed)
+def _point(wildcards):
+    """A grid point (a dict of grid_points, or a job's wildcards) as a plain dict."""
+    return dict(wildcards) if isinstance(wildcards, dict) else dict(wildcards.items())
+
+
+def train_settings(point):
+    """The `ficomm train` keys of one grid point (everything but out, device and threads), each
+    with the config field it comes from: {key: (value, field)}."""
+    point = _point(point)
+    env, comm = point["env"], point["comm"] == COMM_DIRS[True]
+    hidden, seed = int(point["hidden"]), int(point["seed"])
+    preset = f"presets.{PRESET_NAME}"
+    interval = PRESET["eval_interval"]
     settings = {
-        "env": env,
-        "backend": wildcards.backend,
-        "share": wildcards.share,
-        "comm": comm,
-        "hidden": hidden,
-        "seed": seed,
-        "budget": PRESET["budget"][env],
-        "eval_interval": per_env(PRESET["eval_interval"], env),
-        "eval_episodes": PRESET["eval_episodes"],
-        "wandb_mode": WANDB["mode"],
-        "wandb_project": WANDB["project"],
-        "preset": PRESET_NAME,
+        "env": (env, f"{preset}.grid.env"),
+        "backend": (point["backend"], f"{preset}.backend.{env}"),
+        "share": (point["share"], f"{preset}.grid.share"),
+        "comm": (comm, f"{preset}.grid.comm"),
+        "hidden": (hidden, f"{preset}.grid.hidden"),
+        "seed": (seed, f"{preset}.grid.seeds"),
+        "budget": (PRESET["budget"][env], f"{preset}.budget.{env}"),
+        "eval_interval": (
+            per_env(interval, env),
+            f"{preset}.eval_interval" + (f".{env}" if isinstance(interval, dict) else ""),
+        ),
+        "eval_episodes": (PRESET["eval_episodes"], f"{preset}.eval_episodes"),
+        "wandb_mode": (WANDB["mode"], "wandb.mode"),
+        "wandb_project": (WANDB["project"], "wandb.project"),
+        "preset": (PRESET_NAME, "preset"),
     }
     if WANDB["entity"]:
-        settings["wandb_entity"] = WANDB["entity"]
-    settings.update(_flatten(PRESET.get("train", {})))
-    point = dict(env=env, share=wildcards.share, comm=comm, hidden=hidden, seed=seed)
-    for override in PRESET.get("overrides", []):
-        if all(point.get(key) == value for key, value in override["where"].items()):
-            settings.update(_flatten(override["set"]))
+        settings["wandb_entity"] = (WANDB["entity"], "wandb.entity")
+    for key, value in _flatten(PRESET.get("train", {})).items():
+        settings[key] = (value, f"{preset}.train.{key}")
+    factors = dict(env=env, share=point["share"], comm=comm, hidden=hidden, seed=seed)
+    for i, override in enumerate(PRESET.get("overrides", [])):
+        if all(factors.get(key) == value for key, value in override["where"].items()):
+            for key, value in _flatten(override["set"]).items():
+                settings[key] = (value, f"{preset}.overrides[{i}].set.{key}")
     return settings
 
 
+def _learns(key):
+    """Whether a `ficomm train` key (env_args.NAME included) changes what a run learns."""
+    return key.split(".", 1)[0] in LEARNING_KEYS
+
+
+def _cli_args(settings):
+    """{key: (value, field)} as `ficomm train` arguments: key=value, unquoted."""
+    return [f"{key}={_cli_value(value)}" for key, (value, _) in settings.items()]
+
+
 def train_args(wildcards):
-    """train_settings as shell-quoted key=value arguments."""
-    return " ".join(
-        shlex.quote(f"{key}={_cli_value(value)}")
-        for key, value in train_settings(wildcards).items()
+    """The learning keys of one grid point, shell-quoted: a change reruns its job (Snakemake's
+    params trigger), which the check of the runs on disk below refuses for a finished run."""
+    settings = {k: s for k, s in train_settings(wildcards).items() if _learns(k)}
+    return " ".join(shlex.quote(arg) for arg in _cli_args(settings))
+
+
+def train_execution_args(wildcards, resources):
+    """The keys of one grid point that say how its run executes or is logged, not what it learns
+    (device, kernel, W&B), shell-quoted. Snakemake leaves a param computed from resources (or
+    input, output, threads) out of its params rerun trigger, so changing these, like threads,
+    reruns no finished run; `--set-resources train:gpu=1` trains on a GPU (device=cuda)."""
+    settings = {k: s for k, s in train_settings(wildcards).items() if not _learns(k)}
+    settings["device"] = ("cuda" if int(resources.gpu) > 0 else "cpu", "resources.gpu")
+    return " ".join(shlex.quote(arg) for arg in _cli_args(settings))
+
+
+def _field_of(key, settings):
+    """The config field a `ficomm train` key came from (env_args errors name env_args only)."""
+    if key in settings:
+        return settings[key][1]
+    for name, (_, field) in settings.items():
+        if name.startswith(f"{key}."):
+            return field
+    return None
+
+
+def _run_config(point):
+    """The Config that `ficomm train` builds from the arguments the rule passes to one grid
+    point, parsed and validated by ficomm.config itself; a bad key or value raises here, while
+    the Snakefile is parsed, as a one-line WorkflowError naming the config field."""
+    settings = train_settings(point)
+    settings["out"] = (RUN_DIR.format(**point), f"presets.{PRESET_NAME}.out")
+    try:
+        return load_config(None, _cli_args(settings))
+    except ConfigError as exc:
+        message = " ".join(str(exc).split())  # one line (YAML parse errors span several)
+        key, _, reason = message.partition(": ")
+        field = _field_of(key, settings)
+        if field is None:  # a check of several keys, or a default: keep the key it names
+            raise _config_error(f"presets.{PRESET_NAME}", message) from None
+        raise _config_error(field, reason) from None
+
+
+RUN_CONFIGS = {RUN_DIR.format(**point): _run_config(point) for point in grid_points()}
+
+
+def _stored_config(run_dir):
+    """The config.yaml of the run in `run_dir`, {} where it cannot be read, or None where the
+    directory holds no run that a retrain would replace (no metrics.csv, no checkpoint/)."""
+    path = os.path.join(run_dir, "config.yaml")
+    ckpt_dir = os.path.join(run_dir, "checkpoint")
+    has_results = os.path.isfile(os.path.join(run_dir, "metrics.csv")) or (
+        os.path.isdir(ckpt_dir) and bool(os.listdir(ckpt_dir))
     )
+    if not (has_results and os.path.isfile(path)):
+        return None
+    try:
+        with open(path) as f:
+            stored = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _check_runs_on_disk(configs):
+    """Refuse a preset that asks runs already on disk for other learning keys than they were
+    trained with, before Snakemake deletes anything: it would rerun their jobs (params trigger),
+    deleting metrics.csv and run_info.json first, and `ficomm train` would then refuse to go on
+    with them. Keys that do not change learning (threads, kernel, device, W&B) are not compared.
+    """
+    changed, seen = [], {}
+    for run_dir, cfg in configs.items():
+        stored = _stored_config(run_dir)
+        if stored is None:
+            continue
+        diff = {k: (stored.get(k), v) for k, v in cfg.learning_dict().items() if stored.get(k) != v}
+        if not stored:
+            diff = {"config.yaml": ("unreadable", "?")}
+        if diff:
+            changed.append(run_dir)
+            for key, values in diff.items():
+                seen.setdefault(key, values)
+    if not changed:
+        return
+    keys = ", ".join(f"{k} ({old!r} on disk, {new!r} now)" for k, (old, new) in seen.items())
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    raise WorkflowError(
+        f"{len(changed)} run(s) on disk were trained with other learning keys than "
+        f"presets.{PRESET_NAME} now asks for: {keys}. Rerunning would replace them, so nothing "
+        f"was started or deleted: {', '.join(changed[:3])}{more}. To keep them, undo the change; "
+        "to train them afresh on purpose, delete those run directories, or give the preset "
+        f"another folder (presets.{PRESET_NAME}.out) for the new runs."
+    )
+
+
+if workflow.is_main_process:  # a cluster job re-parses the Snakefile: check once, up front
+    _check_runs_on_disk(RUN_CONFIGS)
 
 
 # Run time and memory per job come from the environment's registry entry (ficomm.envs): a
@@ -192,11 +310,6 @@ def train_runtime(wildcards, attempt):
 
 def train_mem_mb(wildcards):
     return backend_spec(wildcards.env, wildcards.backend).mem_mb
-
-
-def train_device(wildcards, resources):
-    """`--set-resources train:gpu=1` asks the scheduler for a GPU and trains on it."""
-    return "cuda" if int(resources.gpu) > 0 else "cpu"
 
 
 TABLES = ("final_performance", "param_counts")

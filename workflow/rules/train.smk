@@ -3,6 +3,12 @@
 The run directory also holds `checkpoint/`, which is deliberately not an output: Snakemake
 deletes the outputs of a failed job, and the checkpoint is what a killed, timed-out or preempted
 job resumes from when it is retried (`ficomm train` rewrites metrics.csv from it).
+
+What reruns a finished run: `params.args` holds only the keys that change learning, so a change
+there reruns the job (and common.smk refuses it first where a run is already on disk); the keys
+that say how a run executes or is logged (device, kernel, W&B) come from a function of the
+job's resources, which Snakemake leaves out of its params rerun trigger, and threads from
+`threads`, so changing them reruns nothing.
 """
 
 
@@ -22,7 +28,7 @@ rule train:
     params:
         out=lambda wildcards, output: os.path.dirname(output.metrics),
         args=train_args,
-        device=train_device,
+        execution=train_execution_args,
     shell:
-        "ficomm train out={params.out:q} {params.args} device={params.device}"
+        "ficomm train out={params.out:q} {params.args} {params.execution}"
         " threads={threads} > {log:q} 2>&1"
