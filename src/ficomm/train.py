@@ -21,6 +21,7 @@ try:  # importing torch takes seconds: Ctrl-C then gets one line, not a tracebac
     import math
     import platform
     import random
+    import re
     import signal
     import time
     from dataclasses import dataclass, field
@@ -335,7 +336,8 @@ def make_run_dir(out: Path) -> None:
         ) from None
     except OSError as exc:
         raise ConfigError(
-            f"out: cannot create {exc.filename or out} ({exc.strerror}); choose a writable out="
+            f"out: cannot create {exc.filename or out} ({exc.strerror}); make its parent "
+            "writable or choose another out="
         ) from None
 
 
@@ -447,19 +449,21 @@ def _train_locked(cfg: Config, out: Path) -> int:
             "config.yaml": config_to_yaml(cfg),
             "run_info.json": json.dumps(run_info, indent=2) + "\n",
         }
-        for name, text in run.records.items():
-            write_atomic(out / name, text)
-        metrics_path = out / "metrics.csv"
-        if ckpt is not None:
-            run.restore(ckpt)
-            write_metrics_csv(metrics_path, run.c.history, cfg.backend)
-            print(
-                f"ficomm train: resuming {out} from its checkpoint at env step {run.c.env_steps}",
-                file=sys.stderr,
-            )
+        # W&B first: when it cannot start (no API key) the run directory is left as it was.
         tracker = WandbTracker(cfg, out, run_info["wandb_run_id"], run_info)
         exit_code = 1
         try:
+            for name, text in run.records.items():
+                write_atomic(out / name, text)
+            metrics_path = out / "metrics.csv"
+            if ckpt is not None:
+                run.restore(ckpt)
+                write_metrics_csv(metrics_path, run.c.history, cfg.backend)
+                print(
+                    f"ficomm train: resuming {out} from its checkpoint at env step "
+                    f"{run.c.env_steps}",
+                    file=sys.stderr,
+                )
             with StopFlag() as stop:
                 exit_code = _loop(run, stop, tracker, metrics_path)
         finally:
@@ -621,10 +625,9 @@ def main(argv: list[str] | None = None) -> int:
         old_term, installed = signal.signal(signal.SIGTERM, _raise_interrupted), True
     except ValueError:
         pass
-    out = "out="
+    cfg: Config | None = None
     try:
         cfg = load_config(path, argv)
-        out = cfg.out
         return train(cfg)
     except ConfigError as exc:
         print(f"ficomm train: config error: {exc}", file=sys.stderr)
@@ -636,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ficomm train: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"ficomm train: {os_error_line(exc, out)}", file=sys.stderr)
+        print(f"ficomm train: {os_error_line(exc, cfg.out if cfg else '')}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:
         name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
@@ -649,10 +652,13 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as exc:
         if not _is_out_of_memory(exc):
             raise
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        what = f"{int(asked[1]) / 2**30:.1f} GiB requested at once" if asked else "MemoryError"
+        sizes = f", hidden={cfg.hidden} buffer_size={cfg.buffer_size}" if cfg else ""
         print(
-            f"ficomm train: out of memory ({str(exc).splitlines()[0][:200] or 'MemoryError'}); "
-            "lower hidden, msg_hidden, batch_size or buffer_size, or run where more memory is "
-            "available; the last checkpoint, if any, is kept",
+            f"ficomm train: out of memory ({what}{sizes}); lower hidden, "
+            "msg_hidden, batch_size or buffer_size, or run where more memory is available; the "
+            "last checkpoint, if any, is kept",
             file=sys.stderr,
         )
         return 1
