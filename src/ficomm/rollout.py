@@ -17,6 +17,8 @@ from ficomm.kernels.functions import fused_kernel
 from ficomm.methods import BLOCK_KINDS
 from ficomm.nets import AgentNets
 
+MAX_REPLAYS = 2  # replays of an interrupted evaluation episode before giving up
+
 
 class Policy:
     """Q-values of all agents for B episodes at one step, carrying the recurrent state.
@@ -141,7 +143,10 @@ def collect_episode(
         s = env.step(actions)
         policy.record(actions[None])
         ep.actions[t], ep.reward[t] = actions, s.reward
-        ep.terminal[t] = s.terminated or (s.truncated and timelimit_terminal)
+        # A step the game did not finish (the real-SC2 adapter's "interrupted": the game
+        # crashed and was relaunched) is never a terminal, whatever timelimit_terminal says.
+        cut = s.truncated and not s.info.get("interrupted", False)
+        ep.terminal[t] = s.terminated or (cut and timelimit_terminal)
         total += float(s.reward)
         eps.step()
         if s.terminated or s.truncated:
@@ -157,10 +162,22 @@ def evaluate(
     env: VectorEnv | MultiAgentEnv, policy: Policy, episodes: int, seed: int
 ) -> dict[str, np.ndarray]:
     """Greedy episodes (epsilon 0), nothing stored. A VectorEnv runs all episodes in one
-    batched forward per step; a single env runs them one after another."""
+    batched forward per step; a single env runs them one after another, and an episode the
+    game interrupted (real SC2: a crash) is played again with the same seed, so it is never
+    counted as a loss; `interrupted` counts the replays per episode."""
     if isinstance(env, VectorEnv):
         return _evaluate_batch(env, policy, seed)
-    parts = [_evaluate_batch(_Single(env), policy, seed + i) for i in range(episodes)]
+    parts = []
+    for i in range(episodes):
+        replays = 0
+        while (part := _evaluate_batch(_Single(env), policy, seed + i)).pop("interrupted").any():
+            replays += 1
+            if replays > MAX_REPLAYS:
+                raise RuntimeError(
+                    f"evaluation episode {i} was interrupted {replays} times in a row (the game "
+                    "keeps crashing); check the StarCraft II install and the machine's memory"
+                )
+        parts.append({**part, "interrupted": np.asarray([replays])})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -171,6 +188,7 @@ def _evaluate_batch(env, policy: Policy, seed: int) -> dict[str, np.ndarray]:
     returns = np.zeros(B)
     lengths = np.zeros(B, np.int64)
     won = np.zeros(B, bool)
+    interrupted = np.zeros(B, bool)
     captures = np.zeros(B)  # PredatorPrey reports captured prey per episode
     done = np.zeros(B, bool)
     while not done.all():
@@ -183,10 +201,12 @@ def _evaluate_batch(env, policy: Policy, seed: int) -> dict[str, np.ndarray]:
         ended = now_done & ~done
         if "won" in s.info:
             won |= np.asarray(s.info["won"], bool) & ended
+        if "interrupted" in s.info:
+            interrupted |= np.asarray(s.info["interrupted"], bool) & ended
         if "captures" in s.info:
             captures = np.where(ended, np.asarray(s.info["captures"], float), captures)
         done |= now_done
-    out = {"return": returns, "length": lengths, "won": won}
+    out = {"return": returns, "length": lengths, "won": won, "interrupted": interrupted}
     if "captures" in s.info:
         out["captures"] = captures
     return out

@@ -374,3 +374,63 @@ def test_pettingzoo_sees_an_interruption_as_truncation():
         _, rewards, terminations, truncations, _ = pz.step(acts)
     assert all(truncations.values()) and not any(terminations.values())
     assert set(rewards.values()) == {0.0} and pz.agents == []
+
+
+class _CrashesOnceAtStep:
+    """The stand-in whose game crashes once, at step `at` of its first episode."""
+
+    def __init__(self, at: int):
+        self.at, self.crashed = at, False
+
+    def __call__(self, **kwargs):
+        env = StarCraft2EnvStandIn(**kwargs)
+        step, outer = env.step, self
+
+        def crashing_step(actions):
+            if not outer.crashed and env._t == outer.at - 1:
+                outer.crashed = True
+                env.crash_next_step = True
+            return step(actions)
+
+        env.step = crashing_step
+        return env
+
+
+def _policy(env):
+    import torch
+
+    from ficomm.methods import layout_for
+    from ficomm.nets import AgentNets
+    from ficomm.rollout import Policy
+
+    torch.manual_seed(0)
+    i = env.info
+    return Policy(AgentNets(layout_for("ps", True), i.n_agents, i.obs_size, i.n_actions, 8))
+
+
+def test_evaluation_replays_an_interrupted_episode_instead_of_counting_a_loss():
+    from ficomm.rollout import evaluate
+
+    crash = _CrashesOnceAtStep(at=3)
+    env = SC2Env(seed=0, env_factory=crash)
+    clean = SC2Env(seed=0, env_factory=StarCraft2EnvStandIn)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        res = evaluate(env, _policy(env), episodes=3, seed=10)
+    assert crash.crashed and res["interrupted"].tolist() == [1, 0, 0]
+    ref = evaluate(clean, _policy(clean), episodes=3, seed=10)
+    # The replayed episode is the same game as an uninterrupted one: no loss counted for it.
+    for key in ("return", "length", "won"):
+        np.testing.assert_array_equal(res[key], ref[key])
+    assert ref["interrupted"].tolist() == [0, 0, 0]
+
+
+def test_a_training_episode_cut_by_a_crash_is_not_stored_as_terminal():
+    from ficomm.buffer import Episode
+    from ficomm.rollout import EpsilonSchedule, collect_episode
+
+    env = SC2Env(seed=0, env_factory=_CrashesOnceAtStep(at=4))
+    ep = Episode.empty(env.info)
+    eps = EpsilonSchedule(1.0, 0.05, 1000)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        collect_episode(env, _policy(env), ep, eps, np.random.default_rng(0), 5, True)
+    assert ep.length == 4 and not ep.terminal[: ep.length].any()  # bootstraps past the cut
