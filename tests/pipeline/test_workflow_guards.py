@@ -82,9 +82,9 @@ def write_finished_run(workdir: Path, **keys) -> Path:
 
 
 def test_runs_on_disk_with_other_learning_keys_are_refused(tmp_path):
-    """A run on disk whose learning keys differ from the preset's is refused, naming the key,
-    the run and the ways out; one that differs only in how it ran (threads, kernel, W&B) is
-    not."""
+    """A run on disk (finished, or interrupted: its checkpoint) whose learning keys differ from
+    the preset's is refused, naming the key, the run and the ways out; one that differs only in
+    how it ran (threads, kernel, W&B) is not."""
     workdir = copy_workflow(tmp_path, tiny_overlay())
     write_finished_run(workdir, threads=4, kernel="torch", wandb_mode="offline")
     same = snakemake(workdir, "-n", TARGET, "--cores", "1", "--configfile", "overlay.yaml")
@@ -98,6 +98,17 @@ def test_runs_on_disk_with_other_learning_keys_are_refused(tmp_path):
     assert "eval_episodes (2 on disk, 3 now)" in line and "lr (0.0005 on disk, 0.001 now)" in line
     assert RUN in line and "delete those run directories" in line
     assert "presets.smoke.out" in line
+
+    # A run whose failed job lost metrics.csv and run_info.json still holds its checkpoint.
+    run_dir = workdir / RUN
+    (run_dir / "metrics.csv").unlink()
+    (run_dir / "run_info.json").unlink()
+    res = snakemake(workdir, "-n", "--cores", "1", "--configfile", "overlay.yaml")
+    assert res.returncode != 0 and "eval_episodes (2 on disk, 3 now)" in res.stdout
+    (run_dir / "config.yaml").write_text("[unbalanced\n")
+    res = snakemake(workdir, "-n", "--cores", "1", "--configfile", "overlay.yaml")
+    assert res.returncode != 0
+    assert "1 run(s) on disk" in res.stdout and "config.yaml (unreadable)" in res.stdout
 
 
 @pytest.mark.slow

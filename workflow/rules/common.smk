@@ -271,16 +271,20 @@ def _check_runs_on_disk(configs):
         stored = _stored_config(run_dir)
         if stored is None:
             continue
-        diff = {k: (stored.get(k), v) for k, v in cfg.learning_dict().items() if stored.get(k) != v}
+        diff = {
+            k: f"{k} ({stored.get(k)!r} on disk, {v!r} now)"
+            for k, v in cfg.learning_dict().items()
+            if stored.get(k) != v
+        }
         if not stored:
-            diff = {"config.yaml": ("unreadable", "?")}
+            diff = {"config.yaml": "config.yaml (unreadable)"}
         if diff:
             changed.append(run_dir)
-            for key, values in diff.items():
-                seen.setdefault(key, values)
+            for key, text in diff.items():
+                seen.setdefault(key, text)  # the first run's values, one entry per key
     if not changed:
         return
-    keys = ", ".join(f"{k} ({old!r} on disk, {new!r} now)" for k, (old, new) in seen.items())
+    keys = ", ".join(seen.values())
     more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
     raise WorkflowError(
         f"{len(changed)} run(s) on disk were trained with other learning keys than "
