@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 import subprocess
 from itertools import product
 from pathlib import Path
@@ -153,13 +154,17 @@ def test_rerun_after_deleting_one_output_reruns_only_that_job(slurm_cluster, pip
 def test_failing_job_makes_snakemake_fail(slurm_cluster, pipeline):
     workdir, _ = pipeline
     bad = RUNS[0]
+    # A value the workflow cannot check before the run starts (the environment checks its own
+    # settings), on a grid point with no finished run: a changed finished run is refused
+    # before any job starts instead (tests/pipeline/test_workflow_guards.py).
+    shutil.rmtree(workdir / bad)
     overlay = {
         "presets": {
             "smoke": {
                 "overrides": [
                     {
                         "where": {"env": "predator_prey", "share": "ps", "comm": True, "seed": 0},
-                        "set": {"batch_size": 0},  # `ficomm train` rejects it
+                        "set": {"env_args": {"no_such_param": 1}},  # the env rejects it
                     }
                 ]
             }
@@ -171,11 +176,11 @@ def test_failing_job_makes_snakemake_fail(slurm_cluster, pipeline):
     )
     assert res.returncode != 0, res.stdout[-4000:]
     jobs = sacct_jobs(slurm_cluster, slurm_run_id(res.stdout))
-    # Only the changed grid point reran (its parameters changed), under SLURM, and failed.
+    # Only that grid point ran, under SLURM, and failed.
     assert [j["state"] for j in jobs] == ["FAILED"], jobs
     assert not (workdir / bad / "metrics.csv").exists()
     log = workdir / "results/smoke/logs/train/predator_prey/native/ps_comm/h64/seed0.log"
-    assert "batch_size" in log.read_text()
+    assert "no_such_param" in log.read_text()
 
 
 def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
