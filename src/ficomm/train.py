@@ -410,10 +410,10 @@ def train(cfg: Config) -> int:
     out = Path(cfg.out)
     check_device(cfg.device)  # before anything is created
     make_run_dir(out)
+    lock = RunLock(out)
     try:
-        lock = RunLock(out)
         lock.acquire()
-    except (PermissionError, OSError) as exc:
+    except OSError as exc:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         raise ConfigError(
