@@ -38,7 +38,7 @@ OVERLAY = {
             "eval_episodes": 1,
         }
     },
-    "wandb": {"mode": "disabled"},
+    "wandb_mode": "disabled",
 }
 RUNS = [
     f"results/smoke/runs/predator_prey/native/{share}_{comm}/h64/seed{seed}"
@@ -201,7 +201,7 @@ def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster,
                 "eval_episodes": 1,
             }
         },
-        "wandb": {"mode": "disabled"},
+        "wandb_mode": "disabled",
     }
     workdir = copy_workflow(tmp_path, overlay)
     metrics = workdir / run / "metrics.csv"

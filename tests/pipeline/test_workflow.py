@@ -165,7 +165,7 @@ def test_train_keys_and_per_point_overrides(tmp_path):
                 ],
             }
         },
-        "wandb": {"mode": "disabled"},
+        "wandb_mode": "disabled",
     }
     workdir = copy_workflow(tmp_path, overlay)
     runs = train_commands(dry_run(workdir, "--configfile", "overlay.yaml"))
@@ -193,7 +193,7 @@ def test_train_keys_and_per_point_overrides(tmp_path):
         ((), {"presets": {"smoke": {"backend": {"3s_vs_5z": "native"}}}}, "backend.3s_vs_5z"),
         ((), {"presets": {"smoke": {"grid": {"env": ["pong"]}}}}, "unknown env 'pong'"),
         ((), {"presets": {"smoke": {"train": {"seed": 3}}}}, "seed"),
-        ((), {"wandb": {"mode": "sometimes"}}, "sometimes"),
+        ((), {"wandb_mode": "sometimes"}, "sometimes"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_field(tmp_path, args, overlay, message):
@@ -260,7 +260,7 @@ KILL_OVERLAY = {
             "eval_episodes": 1,
         }
     },
-    "wandb": {"mode": "disabled"},
+    "wandb_mode": "disabled",
 }
 KILL_RUN = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed0"
 KILL_LOG = "results/smoke/logs/train/predator_prey/native/nps_comm/h32/seed0.log"

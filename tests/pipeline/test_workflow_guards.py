@@ -26,7 +26,7 @@ TINY = {
 def tiny_overlay(**preset) -> dict:
     return {
         "presets": {"smoke": {**TINY, "grid": {**TINY["grid"], "seeds": [0]}, **preset}},
-        "wandb": {"mode": "disabled"},
+        "wandb_mode": "disabled",
     }
 
 
@@ -137,7 +137,7 @@ def test_finished_grid_is_kept_when_a_learning_key_changes(tmp_path):
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
 
     overlay = tiny_overlay(train={"kernel": "torch"})
-    overlay["wandb"] = {"mode": "offline", "project": "elsewhere"}
+    overlay.update(wandb_mode="offline", wandb_project="elsewhere")
     write_overlay(workdir, overlay)
     for extra in (("-n", "--set-resources", "train:gpu=1"), ("--set-threads", "train=2")):
         res = snakemake(workdir, TARGET, *extra, *args)

@@ -74,7 +74,8 @@ def _check_output_dirs(presets):
 _check_output_dirs(config["presets"])
 PRESET_NAME = config["preset"]
 PRESET = _check_preset(PRESET_NAME, config["presets"])
-WANDB = config["wandb"]
+# The W&B settings, spelled as the `ficomm train` keys (wandb_mode, ...).
+WANDB = {k: config[f"wandb_{k}"] for k in ("mode", "project", "entity", "reference_project")}
 
 RESULTS = PRESET.get("out", f"results/{PRESET_NAME}")
 FIGURES = PRESET.get("figures", f"paper_figures/{PRESET_NAME}")
@@ -169,12 +170,12 @@ def train_settings(point):
             f"{preset}.eval_interval" + (f".{env}" if isinstance(interval, dict) else ""),
         ),
         "eval_episodes": (PRESET["eval_episodes"], f"{preset}.eval_episodes"),
-        "wandb_mode": (WANDB["mode"], "wandb.mode"),
-        "wandb_project": (WANDB["project"], "wandb.project"),
+        "wandb_mode": (WANDB["mode"], "wandb_mode"),
+        "wandb_project": (WANDB["project"], "wandb_project"),
         "preset": (PRESET_NAME, "preset"),
     }
     if WANDB["entity"]:
-        settings["wandb_entity"] = (WANDB["entity"], "wandb.entity")
+        settings["wandb_entity"] = (WANDB["entity"], "wandb_entity")
     for key, value in _flatten(PRESET.get("train", {})).items():
         settings[key] = (value, f"{preset}.train.{key}")
     factors = dict(env=env, share=point["share"], comm=comm, hidden=hidden, seed=seed)
@@ -344,9 +345,10 @@ def figure_files():
 
 def publish_args(wildcards):
     """config.yaml's `wandb:` section as `ficomm analysis publish` options."""
-    args = ["--mode", WANDB["mode"], "--project", WANDB["project"], "--name", PRESET_NAME]
+    args = ["--wandb-mode", WANDB["mode"], "--wandb-project", WANDB["project"]]
+    args += ["--name", PRESET_NAME]
     if WANDB["entity"]:
-        args += ["--entity", WANDB["entity"]]
+        args += ["--wandb-entity", WANDB["entity"]]
     if WANDB["reference_project"]:
-        args += ["--reference-project", WANDB["reference_project"]]
+        args += ["--wandb-reference-project", WANDB["reference_project"]]
     return " ".join(shlex.quote(arg) for arg in args)

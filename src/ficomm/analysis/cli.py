@@ -72,15 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--wandb-dir", default=None, help="W&B files go under DIR/wandb (default: --out's folder)"
     )
     p.add_argument(
-        "--mode",
+        "--wandb-mode",
         default=None,
         choices=("offline", "online", "disabled"),
         help="WANDB_MODE wins if set; default offline",
     )
-    p.add_argument("--project", default="ficomm")
-    p.add_argument("--entity", default=None)
+    p.add_argument("--wandb-project", default="ficomm")
+    p.add_argument("--wandb-entity", default=None)
     p.add_argument("--name", default=None, help="W&B run name")
-    p.add_argument("--reference-project", default=None, help="'entity/project' pulled when online")
+    p.add_argument(
+        "--wandb-reference-project", default=None, help="'entity/project' pulled when online"
+    )
     return parser
 
 
@@ -145,11 +147,11 @@ def _run(args: argparse.Namespace) -> None:
             args.figures_dir,
             report,
             wandb_dir=args.wandb_dir or Path(args.out).parent,
-            mode=args.mode,
-            project=args.project,
-            entity=args.entity,
+            mode=args.wandb_mode,
+            project=args.wandb_project,
+            entity=args.wandb_entity,
             name=args.name,
-            reference_project=args.reference_project,
+            reference_project=args.wandb_reference_project,
             **stat,
         )
         write_publish_record(record, args.out)

@@ -53,7 +53,7 @@ def resolve_mode(mode: str | None) -> str:
     chosen = os.environ.get("WANDB_MODE") or mode or "offline"
     if chosen not in MODES:
         raise AnalysisInputError(
-            f"mode: {chosen!r} is not one of {list(MODES)} (WANDB_MODE or --mode)"
+            f"mode: {chosen!r} is not one of {list(MODES)} (WANDB_MODE or --wandb-mode)"
         )
     return chosen
 
