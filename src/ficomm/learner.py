@@ -1,4 +1,4 @@
-"""Independent recurrent Q-learning over stacked parameter groups: TD loss, per-owner
+"""Independent recurrent Q-learning over stacked parameter owners: TD loss, per-owner
 gradient clipping, RMSprop, target sync.
 
 Why updating all NPS agents at once equals the authors' "in turn": agent i's loss depends on
@@ -7,7 +7,7 @@ before any update. So the gradient of the sum of all agents' losses with respect
 parameters is exactly the gradient of agent i's own loss, and neither agent i's update nor its
 target copy changes anything another agent's loss reads in that iteration. RMSprop is
 elementwise, so one optimizer over the stacked tensors keeps the same state as one optimizer
-per agent; clipping is computed per group (per owner). tests/learner checks this numerically
+per agent; clipping is computed per owner (per owner). tests/learner checks this numerically
 against a literal agent-by-agent update.
 """
 
@@ -25,8 +25,8 @@ from ficomm.nets import AgentNets
 UNAVAILABLE_Q = -9999999.0  # large negative, not -inf: padded steps would give NaN
 
 
-def clip_grad_norm_per_group(params: list[Tensor], max_norm: float) -> Tensor:
-    """Scale each group's gradient (leading axis) to global norm <= max_norm, like
+def clip_grad_norm_per_owner(params: list[Tensor], max_norm: float) -> Tensor:
+    """Scale each owner's gradient (leading axis) to global norm <= max_norm, like
     torch.nn.utils.clip_grad_norm_ applied to each owner's parameters separately.
     Returns the (G,) norms before clipping."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -58,7 +58,7 @@ def batch_to_tensors(
 
 
 class Learner:
-    """Online and target networks of every agent, one optimizer over the stacked groups."""
+    """Online and target networks of every agent, one optimizer over the stacked owners."""
 
     def __init__(
         self,
@@ -86,8 +86,8 @@ class Learner:
         return self.params[0].device
 
     def losses(self, b: dict[str, Tensor]) -> Tensor:
-        """Per-group TD losses (G,): the mean squared TD error over valid steps (and, under
-        PS, over agents). Each group's loss reaches only that group's parameters."""
+        """Per-owner TD losses (G,): the mean squared TD error over valid steps (and, under
+        PS, over agents). Each owner's loss reaches only that owner's parameters."""
         nets, n_actions = self.nets, self.nets.n_actions
         obs, actions, mask = b["obs"], b["actions"], b["mask"]
         T = actions.shape[1]
@@ -105,8 +105,8 @@ class Learner:
             q_next = q_next.masked_fill(~b["avail"][:, 1:], UNAVAILABLE_Q)
             y = b["reward"] + self.gamma * (1.0 - b["terminal"]) * q_next.max(-1).values
         sq_err = ((q_taken - y) * mask).pow(2).sum((1, 2))  # (n,)
-        per_group = sq_err.view(nets.groups, nets.per_group).sum(1)
-        return per_group / (nets.per_group * mask.sum())
+        per_owner = sq_err.view(nets.owners, nets.per_owner).sum(1)
+        return per_owner / (nets.per_owner * mask.sum())
 
     def train_step(self, batch: Batch) -> Tensor:
         """One training iteration for every owner; returns the mean loss over owners
@@ -115,7 +115,7 @@ class Learner:
         losses = self.losses(b)
         self.optimizer.zero_grad(set_to_none=False)
         losses.sum().backward()
-        clip_grad_norm_per_group(self.params, self.grad_clip)
+        clip_grad_norm_per_owner(self.params, self.grad_clip)
         self.optimizer.step()
         # Authors: copy when the shared counter is a positive multiple of target_update,
         # checked before it is incremented (first copy after the 201st update).

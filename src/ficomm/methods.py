@@ -1,7 +1,7 @@
 """The four methods as data: which inputs each Q-net sees and how many parameter owners exist.
 
-One table, one code path: PS has one owner ("group") for all agents and appends the agent id;
-NPS has one group per agent. COMM adds the other agents' messages (detached under NPS, so
+One table, one code path: PS has one parameter owner for all agents and appends the agent id;
+NPS has one owner per agent. COMM adds the other agents' messages (detached under NPS, so
 no loss reaches another agent's network) and, under NPS, the agent's own message, which is
 the only path by which an NPS agent's own loss trains its message net.
 """
@@ -30,13 +30,13 @@ class Layout:
     """What distinguishes one method from another. Q-net input order: obs, last action,
     [agent id], [others' messages in ascending agent order], [own message]."""
 
-    shared: bool  # one parameter group for all agents (PS) or one per agent (NPS)
+    shared: bool  # one parameter owner for all agents (PS) or one per agent (NPS)
     agent_id: bool  # one-hot agent id in the Q-net input
     comm: bool  # a message net exists and others' messages are inputs
     detach_others: bool  # others' messages carry no gradient back to their senders
     own_message: bool  # the agent's own message is an input of its own Q-net
 
-    def groups(self, n_agents: int) -> int:
+    def owners(self, n_agents: int) -> int:
         """Number of parameter owners (each with its own optimizer state and clipping)."""
         return 1 if self.shared else n_agents
 

@@ -1,12 +1,12 @@
-"""Q-nets and message nets with parameters stacked over a leading "group" axis.
+"""Q-nets and message nets with parameters stacked over a leading "owner" axis.
 
-PS is one group shared by all agents, NPS one group per agent; every layer is a batched
-matmul over the groups, so all agents are evaluated in one call, in acting and in training.
+PS is one owner shared by all agents, NPS one owner per agent; every layer is a batched
+matmul over the owners, so all agents are evaluated in one call, in acting and in training.
 Shapes follow two conventions:
   agent-major   (n_agents, T, B, features): what the learner and rollout pass in and get back;
-  group-major   (G, rows, features): what the layers compute on, rows = agents_per_group x ...
-The group of agent i is i // (n_agents // G), so an agent-major tensor is a view of the
-group-major one. Initialisation matches PyTorch's nn.Linear / nn.GRUCell defaults.
+  owner-major   (G, rows, features): what the layers compute on, rows = agents_per_owner x ...
+The owner of agent i is i // (n_agents // G), so an agent-major tensor is a view of the
+owner-major one. Initialisation matches PyTorch's nn.Linear / nn.GRUCell defaults.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ MESSAGE_BLOCKS = ("others_messages", "own_message")  # the only inputs that carr
 NARROW = 16  # output widths below this use the transposed matmul (Q-values, messages)
 
 
-class GroupLinear(nn.Module):
+class OwnerLinear(nn.Module):
     """G independent Linear(in, out) layers applied as one batched matmul."""
 
-    def __init__(self, groups: int, in_features: int, out_features: int):
+    def __init__(self, owners: int, in_features: int, out_features: int):
         super().__init__()
         bound = 1.0 / math.sqrt(in_features)  # == nn.Linear's default init bound
-        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features))
-        self.bias = nn.Parameter(torch.empty(groups, 1, out_features))
+        self.weight = nn.Parameter(torch.empty(owners, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(owners, 1, out_features))
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
@@ -77,7 +77,7 @@ def _gru_loop(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor, keep: bool):
 
 
 class GRUSequence(torch.autograd.Function):
-    """The recurrent part of a grouped GRU over T steps, with a hand-written backward.
+    """The recurrent part of a owner-stacked GRU over T steps, with a hand-written backward.
 
     Autograd over the step loop would record ~10 small nodes per step and run 2T small
     matmuls backwards; here the gate derivatives are precomputed for all steps at once, the
@@ -92,7 +92,7 @@ class GRUSequence(torch.autograd.Function):
         H = h0.shape[-1]
         hall, (rz, n, gh) = _gru_loop(gi, h0, w_hh, b_hh, keep=True)
         hprev = hall[:, :-1]
-        # gates as group-major views (G, T, R, .) of the time-major buffers
+        # gates as owner-major views (G, T, R, .) of the time-major buffers
         r = rz[..., :H].transpose(0, 1)
         z = rz[..., H:].transpose(0, 1)
         n = n.transpose(0, 1)
@@ -131,26 +131,26 @@ class GRUSequence(torch.autograd.Function):
 
 
 def gru_sequence(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
-    """Hidden states (G, T, R, H) of a grouped GRU from its input projection gi (G, T, R, 3H)."""
+    """Hidden states (G, T, R, H) of a owner-stacked GRU from its input projection gi (G, T, R, 3H)."""
     if torch.is_grad_enabled() and any(x.requires_grad for x in (gi, h0, w_hh, b_hh)):
         return GRUSequence.apply(gi, h0, w_hh, b_hh)
     return _gru_loop(gi, h0, w_hh, b_hh, keep=False)[0][:, 1:]
 
 
-class GroupGRUCell(nn.Module):
+class OwnerGRUCell(nn.Module):
     """G independent GRUCell(H, H); gate order r, z, n as in PyTorch.
 
     The input projection does not depend on the hidden state, so `project` runs it over all
     time steps at once and `sequence` only does the recurrent part.
     """
 
-    def __init__(self, groups: int, hidden: int):
+    def __init__(self, owners: int, hidden: int):
         super().__init__()
         bound = 1.0 / math.sqrt(hidden)  # == nn.GRUCell's default init bound
-        self.w_ih = nn.Parameter(torch.empty(groups, hidden, 3 * hidden))
-        self.w_hh = nn.Parameter(torch.empty(groups, hidden, 3 * hidden))
-        self.b_ih = nn.Parameter(torch.empty(groups, 1, 3 * hidden))
-        self.b_hh = nn.Parameter(torch.empty(groups, 1, 3 * hidden))
+        self.w_ih = nn.Parameter(torch.empty(owners, hidden, 3 * hidden))
+        self.w_hh = nn.Parameter(torch.empty(owners, hidden, 3 * hidden))
+        self.b_ih = nn.Parameter(torch.empty(owners, 1, 3 * hidden))
+        self.b_hh = nn.Parameter(torch.empty(owners, 1, 3 * hidden))
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
         self.hidden = hidden
@@ -164,7 +164,7 @@ class GroupGRUCell(nn.Module):
 
 
 class QNet(nn.Module):
-    """Linear(in, H) - ReLU - GRUCell(H, H) - Linear(H, n_actions), per group.
+    """Linear(in, H) - ReLU - GRUCell(H, H) - Linear(H, n_actions), per owner.
 
     `kernel` chooses how the unroll is computed: "torch" (layer by layer, any device),
     "fused" (the compiled CPU kernel, ficomm.kernels) or "auto" (fused where it runs: CPU,
@@ -172,13 +172,13 @@ class QNet(nn.Module):
     """
 
     def __init__(
-        self, groups: int, in_features: int, hidden: int, n_actions: int, kernel: str = "auto"
+        self, owners: int, in_features: int, hidden: int, n_actions: int, kernel: str = "auto"
     ):
         super().__init__()
         self.kernel = kernel
-        self.fc1 = GroupLinear(groups, in_features, hidden)
-        self.gru = GroupGRUCell(groups, hidden)
-        self.fc2 = GroupLinear(groups, hidden, n_actions)
+        self.fc1 = OwnerLinear(owners, in_features, hidden)
+        self.gru = OwnerGRUCell(owners, hidden)
+        self.fc2 = OwnerLinear(owners, hidden, n_actions)
         self.hidden = hidden
 
     def unroll(
@@ -216,11 +216,11 @@ class MessageNet(nn.Module):
     """Linear(obs, 64) - ReLU - Linear(64, 64) - ReLU - Linear(64, 10) on the own observation.
     `kernel` as in QNet."""
 
-    def __init__(self, groups: int, obs_size: int, hidden: int, msg_dim: int, kernel: str = "auto"):
+    def __init__(self, owners: int, obs_size: int, hidden: int, msg_dim: int, kernel: str = "auto"):
         super().__init__()
-        self.fc1 = GroupLinear(groups, obs_size, hidden)
-        self.fc2 = GroupLinear(groups, hidden, hidden)
-        self.fc3 = GroupLinear(groups, hidden, msg_dim)
+        self.fc1 = OwnerLinear(owners, obs_size, hidden)
+        self.fc2 = OwnerLinear(owners, hidden, hidden)
+        self.fc3 = OwnerLinear(owners, hidden, msg_dim)
         self.kernel = kernel
 
     def forward(self, obs: Tensor) -> Tensor:  # (G, R, obs) -> (G, R, msg_dim)
@@ -252,58 +252,58 @@ class AgentNets(nn.Module):
         self.n_agents = n_agents
         self.n_actions = n_actions
         self.obs_size = obs_size
-        self.groups = layout.groups(n_agents)
-        self.per_group = n_agents // self.groups
+        self.owners = layout.owners(n_agents)
+        self.per_owner = n_agents // self.owners
         self.hidden = hidden
         self.msg_dim = msg_dim
         self.blocks = layout.q_input_blocks(n_agents, obs_size, n_actions, msg_dim)
         width = self.in_features = self.blocks[-1].start + self.blocks[-1].width
-        self.q = QNet(self.groups, width, hidden, n_actions, kernel)
+        self.q = QNet(self.owners, width, hidden, n_actions, kernel)
         self.msg = (
-            MessageNet(self.groups, obs_size, msg_hidden, msg_dim, kernel) if layout.comm else None
+            MessageNet(self.owners, obs_size, msg_hidden, msg_dim, kernel) if layout.comm else None
         )
         others = [[j for j in range(n_agents) if j != i] for i in range(n_agents)]
         self.register_buffer("others", torch.tensor(others, dtype=torch.long), persistent=False)
         self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
 
-    def params_per_group(self) -> int:
+    def params_per_owner(self) -> int:
         """Parameters of one owner (one agent under NPS, the shared set under PS)."""
         return sum(p[0].numel() for p in self.parameters())
 
     def initial_hidden(self, batch: int) -> Tensor:
-        """Zero hidden state for `batch` episodes, group-major (G, agents_per_group * B, H)."""
+        """Zero hidden state for `batch` episodes, owner-major (G, agents_per_owner * B, H)."""
         w = self.q.fc1.weight
-        return w.new_zeros(self.groups, self.per_group * batch, self.hidden)
+        return w.new_zeros(self.owners, self.per_owner * batch, self.hidden)
 
-    def to_groups(self, x: Tensor) -> Tensor:
-        """Agent-major (n, T, B, F) -> group-major (G, agents_per_group * T * B, F) (a view)."""
-        return x.reshape(self.groups, -1, x.shape[-1])
+    def to_owners(self, x: Tensor) -> Tensor:
+        """Agent-major (n, T, B, F) -> owner-major (G, agents_per_owner * T * B, F) (a view)."""
+        return x.reshape(self.owners, -1, x.shape[-1])
 
     def messages(self, obs: Tensor) -> Tensor:
         """obs (n, T, B, obs) -> messages (n, T, B, msg_dim), each from its sender's net."""
         n, T, B, _ = obs.shape
-        return self.msg(self.to_groups(obs)).view(n, T, B, self.msg_dim)
+        return self.msg(self.to_owners(obs)).view(n, T, B, self.msg_dim)
 
-    def to_groups_by_step(self, x: Tensor) -> Tensor:
-        """Agent-major (n, T, B, F) -> group-major (G, T, agents_per_group * B, F), the rows
+    def to_owners_by_step(self, x: Tensor) -> Tensor:
+        """Agent-major (n, T, B, F) -> owner-major (G, T, agents_per_owner * B, F), the rows
         of one step contiguous (a view under NPS, a copy under PS)."""
         n, T, B, F = x.shape
-        G, k = self.groups, self.per_group
+        G, k = self.owners, self.per_owner
         return x.view(G, k, T, B, F).transpose(1, 2).reshape(G, T, k * B, F)
 
     def q_inputs(
         self, obs: Tensor, last_action: Tensor, msgs: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """The Q-net input of every agent, its blocks at the columns of `self.blocks`, as data
-        written group-major (G, T, agents_per_group * B, in) so that the rows of one step are
+        written owner-major (G, T, agents_per_owner * B, in) so that the rows of one step are
         contiguous for the recurrence; and the part that carries gradient (the messages that
-        are not detached, the last columns, group-major), or None.
+        are not detached, the last columns, owner-major), or None.
 
         `msgs` (n, T, B, msg_dim) may be precomputed (NPS training: every agent's messages
         are computed over the minibatch before any update); otherwise they come from obs.
         """
         n, T, B, _ = obs.shape
-        G, k, L = self.groups, self.per_group, self.layout
+        G, k, L = self.owners, self.per_owner, self.layout
         parts = {"obs": obs, "last_action": last_action}
         if L.agent_id:
             parts["agent_id"] = self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n)
@@ -325,7 +325,7 @@ class AgentNets(nn.Module):
         # the kernel's backward computes the input gradient of the last columns only
         assert grads[0].start + sum(b.width for b in grads) == self.in_features, grads
         grad = [parts[b.kind] for b in grads]
-        return x, self.to_groups_by_step(grad[0] if len(grad) == 1 else torch.cat(grad, -1))
+        return x, self.to_owners_by_step(grad[0] if len(grad) == 1 else torch.cat(grad, -1))
 
     def unroll(
         self,
@@ -336,11 +336,11 @@ class AgentNets(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Q-values of every agent over T steps of B episodes.
 
-        obs (n, T, B, obs), last_action (n, T, B, n_actions) one-hot, h group-major hidden
+        obs (n, T, B, obs), last_action (n, T, B, n_actions) one-hot, h owner-major hidden
         state or None for zeros -> q (n, T, B, n_actions), last hidden state.
         """
         n, T, B, _ = obs.shape
-        G, k = self.groups, self.per_group
+        G, k = self.owners, self.per_owner
         x, grad_part = self.q_inputs(obs, last_action, msgs)
         if h is None:
             h = self.initial_hidden(B)

@@ -54,7 +54,7 @@ class Policy:
         if self.lib is None:
             self.h = nets.initial_hidden(batch)
             return
-        self.h = np.zeros((nets.groups, nets.per_group * batch, nets.hidden), np.float32)
+        self.h = np.zeros((nets.owners, nets.per_owner * batch, nets.hidden), np.float32)
         self._bind_kernel(batch)
 
     def _bind_kernel(self, batch: int) -> None:
@@ -68,9 +68,9 @@ class Policy:
         ptrs = [None if t is None else t.data_ptr() for t in tensors]  # live parameter storage
         self._params = (ctypes.c_void_p * 14)(*ptrs)
         M = nets.msg.fc1.weight.shape[-1] if L.comm else 0  # 0: no message net
-        G, R, F = nets.groups, nets.per_group * batch, nets.in_features
+        G, R, F = nets.owners, nets.per_owner * batch, nets.in_features
         A, H, D = nets.n_actions, nets.hidden, nets.msg_dim
-        dims = (G, nets.per_group, batch, nets.obs_size, A, H, M, D, F, len(self._blocks) // 3)
+        dims = (G, nets.per_owner, batch, nets.obs_size, A, H, M, D, F, len(self._blocks) // 3)
         self._dims = (ctypes.c_int * 10)(*dims)
         size = batch * self.n * D + R * F + R * max(M, H) + R * M + 6 * R * H + R * max(D, A)
         self._scratch = np.empty(size, np.float32)

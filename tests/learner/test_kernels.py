@@ -155,7 +155,7 @@ def test_acting_kernel_gets_the_columns_the_torch_inputs_use(share, comm, own):
     last = torch.full((n, T, B, A), 3.0)
     msgs = (10.0 + torch.arange(float(n))).view(n, 1, 1, 1).expand(n, T, B, D)
     x, _ = nets.q_inputs(obs, last, msgs if comm else None)
-    G, k = nets.groups, nets.per_group
+    G, k = nets.owners, nets.per_owner
     x = x.view(G, T, k, B, -1).transpose(1, 2).reshape(n, T, B, -1)  # agent-major
     for i in range(n):
         expected = {

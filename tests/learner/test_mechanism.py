@@ -9,7 +9,7 @@ import torch
 from learner_helpers import PP, random_batch
 
 from ficomm import kernels
-from ficomm.learner import Learner, batch_to_tensors, clip_grad_norm_per_group
+from ficomm.learner import Learner, batch_to_tensors, clip_grad_norm_per_owner
 from ficomm.methods import layout_for
 from ficomm.nets import AgentNets
 
@@ -27,7 +27,7 @@ def make(share, comm, own_message=True, hidden=16, seed=0, kernel="auto", **kw):
     return Learner(nets, lr=kw.pop("lr", 5e-4), **kw)
 
 
-def per_group_losses(learner, seed=0):
+def per_owner_losses(learner, seed=0):
     b = random_batch(np.random.default_rng(seed), B=3, T=6, lengths=[6, 4, 2])
     return learner.losses(batch_to_tensors(b, torch.device("cpu")))
 
@@ -46,7 +46,7 @@ def grads_of(loss, nets):
 
 def test_nps_comm_agent_loss_reaches_only_its_own_parameters():
     learner = make("nps", True)
-    losses = per_group_losses(learner)
+    losses = per_owner_losses(learner)
     assert losses.shape == (4,)
     for i in range(4):
         g = grads_of(losses[i], learner.nets)
@@ -68,7 +68,7 @@ def test_nps_comm_agent_loss_reaches_only_its_own_parameters():
 def test_without_own_message_the_message_nets_get_no_gradient():
     """The problem the paper names: detached messages alone leave the message nets untrained."""
     learner = make("nps", True, own_message=False)
-    g = grads_of(per_group_losses(learner).sum(), learner.nets)
+    g = grads_of(per_owner_losses(learner).sum(), learner.nets)
     msg = {k: v for k, v in g.items() if k.startswith("msg.")}
     assert msg and all(torch.count_nonzero(v) == 0 for v in msg.values())
     assert g["q.fc1.weight"].abs().sum() > 0  # the Q-nets still learn
@@ -77,7 +77,7 @@ def test_without_own_message_the_message_nets_get_no_gradient():
 def test_ps_comm_shared_message_net_learns_through_received_messages():
     learner = make("ps", True)
     assert not learner.nets.layout.own_message  # the own message is not an input under PS
-    g = grads_of(per_group_losses(learner)[0], learner.nets)
+    g = grads_of(per_owner_losses(learner)[0], learner.nets)
     for name in ("msg.fc1.weight", "msg.fc2.weight", "msg.fc3.weight"):
         assert g[name].abs().sum() > 0, name
 
@@ -99,7 +99,7 @@ def test_ps_comm_messages_are_not_detached_but_nps_messages_are():
 # ---------------------------------------------------------------- per-owner clipping
 
 
-def test_per_group_clipping_equals_clip_grad_norm_per_owner():
+def test_per_owner_clipping_equals_clip_grad_norm_per_owner():
     torch.manual_seed(0)
     params = [torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 1, 5, requires_grad=True)]
     scales = torch.tensor([0.01, 1.0, 100.0]).view(3, 1, 1)
@@ -112,11 +112,11 @@ def test_per_group_clipping_equals_clip_grad_norm_per_owner():
             q.grad = q.detach().clone()
         torch.nn.utils.clip_grad_norm_(parts, 1.0)
         expected.append([q.grad for q in parts])
-    clip_grad_norm_per_group(params, 1.0)
+    clip_grad_norm_per_owner(params, 1.0)
     for g in range(3):
         for p, e in zip(params, expected[g], strict=True):
             torch.testing.assert_close(p.grad[g], e)
-    assert torch.equal(params[0].grad[0], params[0].grad[0])  # small group left unscaled
+    assert torch.equal(params[0].grad[0], params[0].grad[0])  # small owner left unscaled
 
 
 # ---------------------------------------------------------------- literal reference
@@ -174,7 +174,7 @@ def reference_iteration(
 ):
     """One training iteration written as the authors do it, agent by agent.
 
-    P / TP: per-owner dicts {name: tensor without the group axis} (online / target);
+    P / TP: per-owner dicts {name: tensor without the owner axis} (online / target);
     opts: one RMSprop per owner. Returns the mean loss over owners."""
     layout = layout_for(share, comm)
     n, A = PP["n"], PP["actions"]
@@ -259,7 +259,7 @@ def test_batched_update_equals_agent_by_agent_reference(share, comm, target_unro
     learner.target.double()
     learner.params = list(learner.nets.parameters())
     learner.optimizer = torch.optim.RMSprop(learner.params, lr=1e-2, alpha=0.99, eps=1e-8)
-    G = learner.nets.groups
+    G = learner.nets.owners
     named = dict(learner.nets.named_parameters())
     P = [{k: v[g].detach().clone().requires_grad_() for k, v in named.items()} for g in range(G)]
     TP = [{k: v[g].detach().clone() for k, v in named.items()} for g in range(G)]

@@ -1,5 +1,5 @@
 """Network shapes and arithmetic: the spec's input widths and parameter counts, PyTorch's
-initialisation, and the grouped GRU against torch.nn.GRUCell."""
+initialisation, and the owner-stacked GRU against torch.nn.GRUCell."""
 
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ def test_widths_and_parameter_counts_match_the_spec(sizes, hidden):
         layout = layout_for(share, comm)
         nets = AgentNets(layout, n, obs, actions, hidden)
         assert nets.in_features == width == layout.q_input_width(n, obs, actions, 10)
-        assert nets.params_per_group() == count, (share, comm, hidden)
-        assert nets.groups == (1 if share == "ps" else n)
+        assert nets.params_per_owner() == count, (share, comm, hidden)
+        assert nets.owners == (1 if share == "ps" else n)
         # every parameter tensor is stacked over the owners
-        assert all(p.shape[0] == nets.groups for p in nets.parameters())
+        assert all(p.shape[0] == nets.owners for p in nets.parameters())
 
 
 def test_own_message_ablation_removes_ten_inputs():
@@ -68,11 +68,11 @@ def test_initialisation_matches_pytorch_defaults():
         bound = fan_in**-0.5
         assert p.abs().max() <= bound
         assert p.abs().max() > 0.9 * bound  # really spread over the range
-    # groups are initialised independently
+    # owners are initialised independently
     assert not torch.equal(nets.q.fc1.weight[0], nets.q.fc1.weight[1])
 
 
-def test_grouped_gru_equals_torch_grucell_per_group():
+def test_owner_stacked_gru_equals_torch_grucell_per_owner():
     torch.manual_seed(1)
     G, T, R, H = 3, 6, 5, 8
     cells = [torch.nn.GRUCell(H, H).double() for _ in range(G)]

@@ -11,7 +11,7 @@
 // weight gradients are left to large matmuls in torch over the saved activations. The math
 // is that of the torch path in nets.py (results agree to rounding; tests/learner checks it).
 //
-// Q-net layouts (row-major, contiguous), G groups, T steps, R rows per step, F inputs, H hidden:
+// Q-net layouts (row-major, contiguous), G owners, T steps, R rows per step, F inputs, H hidden:
 //   x     (G, T, R, F)    Q-net inputs          h0    (G, R, H)     initial hidden state
 //   w1    (G, F, H)       fc1 (y = x w1 + b1)   b1    (G, H)
 //   wih, whh (G, H, 3H)   GRU input/recurrent weights, gates [r z n];  bih, bhh (G, 3H)
@@ -366,7 +366,7 @@ static void backward(const int* dims, const T* dq, const T* x, const T* hall, co
 }
 
 // Message net: m = relu(relu(obs w1 + b1) w2 + b2) w3 + b3, rows in chunks that stay in L1.
-// dims = {G, N, O, M, D}: groups, rows per group, obs size, hidden width, message size.
+// dims = {G, N, O, M, D}: owners, rows per owner, obs size, hidden width, message size.
 constexpr int MSG_CHUNK = 64;
 
 template <typename T>
