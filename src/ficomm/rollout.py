@@ -45,9 +45,6 @@ class Policy:
         self.eye = torch.eye(nets.n_actions + 1, nets.n_actions, dtype=first.dtype)
         self.eye = self.eye.to(first.device)
 
-    def refresh(self) -> None:
-        """Nothing to copy: both paths read the live parameters."""
-
     def start(self, batch: int) -> None:
         nets = self.nets
         self.last_idx = np.full((batch, self.n), -1, np.int32)  # -1: no action yet

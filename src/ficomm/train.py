@@ -531,7 +531,6 @@ def _loop(run: Run, stop: StopFlag, tracker: WandbTracker, metrics_path: Path) -
             c.env_steps += run.episode.length
             c.episodes += 1
             loss_sum += learner.train_step(buffer.sample(cfg.batch_size, run.rng))
-            run.policy.refresh()
             c.loss_count += 1
             progress.advance(c.env_steps)
         sync_counters()
