@@ -146,6 +146,22 @@ def test_paper_preset_grid_budgets_and_resources(tmp_path):
     assert resources["native"]["gpu"] == "0"
 
 
+def test_extra_grids_add_cross_products_and_name_each_run_once(tmp_path):
+    """H 64 x 2 seeds, plus H 32 x seeds 0-2, plus seed 0 again (already in the grid)."""
+    grid = {"env": ["predator_prey"], "share": ["ps"], "comm": [True], "hidden": [64]}
+    extra = [{"hidden": [32], "seeds": [0, 1, 2]}, {"seeds": [0]}]
+    overlay = {"presets": {"smoke": {"grid": {**grid, "seeds": [0, 1]}, "extra_grids": extra}}}
+    workdir = copy_workflow(tmp_path, overlay)
+    runs = train_commands(dry_run(workdir, "--configfile", "overlay.yaml"))
+    assert sorted((r["hidden"], r["seed"]) for r in runs) == [
+        ("32", "0"), ("32", "1"), ("32", "2"), ("64", "0"), ("64", "1"),
+    ]  # fmt: skip
+    check_run_paths(runs, "smoke")
+    bad = {"presets": {"smoke": {"extra_grids": [{"env": ["pong"]}]}}}
+    res = snakemake(copy_workflow(tmp_path / "bad", bad), "-n", "--configfile", "overlay.yaml")
+    assert res.returncode != 0 and "presets.smoke.extra_grids[0].env" in res.stdout
+
+
 def test_gpu_resource_trains_on_cuda(tmp_path):
     workdir = copy_workflow(tmp_path)
     runs = train_commands(dry_run(workdir, "--set-resources", "train:gpu=1"))

@@ -34,15 +34,24 @@ def _config_error(field, message):
     return WorkflowError(f"config: {field}: {message} (edit config/config.yaml or --config)")
 
 
+def _grids(preset, name):
+    """(field, cross product) of a preset: its grid, then each extra grid as the grid with the
+    axes it names replaced."""
+    grid = preset["grid"]
+    yield f"presets.{name}.grid", grid
+    for i, extra in enumerate(preset.get("extra_grids", [])):
+        yield f"presets.{name}.extra_grids[{i}]", {**grid, **extra}
+
+
 def _check_preset(name, presets):
     if name not in presets:
         raise _config_error("preset", f"unknown preset {name!r}; choose one of {sorted(presets)}")
     preset = presets[name]
-    for env in preset["grid"]["env"]:
-        if env not in ENV_NAMES:
-            raise _config_error(
-                f"presets.{name}.grid.env", f"unknown env {env!r}; choose from {ENV_NAMES}"
-            )
+    for where, grid in _grids(preset, name):
+        for env in grid["env"]:
+            if env not in ENV_NAMES:
+                raise _config_error(f"{where}.env", f"unknown env {env!r}; choose from {ENV_NAMES}")
+    for env in dict.fromkeys(e for _, grid in _grids(preset, name) for e in grid["env"]):
         backend = preset["backend"].get(env)
         if backend not in backends_for(env):
             raise _config_error(
@@ -95,21 +104,23 @@ wildcard_constraints:
 
 
 def grid_points():
-    """One dict of run-path wildcards per training run of the selected preset."""
-    grid = PRESET["grid"]
-    return [
-        dict(
-            env=env,
-            backend=PRESET["backend"][env],
-            share=share,
-            comm=COMM_DIRS[comm],
-            hidden=hidden,
-            seed=seed,
-        )
+    """One dict of run-path wildcards per training run of the selected preset (the union of
+    its cross products, in order, each run once)."""
+    points = {}
+    for _, grid in _grids(PRESET, PRESET_NAME):
         for env, share, comm, hidden, seed in product(
             grid["env"], grid["share"], grid["comm"], grid["hidden"], grid["seeds"]
-        )
-    ]
+        ):
+            point = dict(
+                env=env,
+                backend=PRESET["backend"][env],
+                share=share,
+                comm=COMM_DIRS[comm],
+                hidden=hidden,
+                seed=seed,
+            )
+            points.setdefault(tuple(point.values()), point)
+    return list(points.values())
 
 
 def run_files(name):
