@@ -45,13 +45,24 @@ def key(
     choices: tuple | None = None,
     bound: str | None = None,
     learning: bool = True,
+    added_after: str | None = None,
 ) -> Any:
     """Declare one config key: its default and everything the rest of ficomm asks about it.
 
     learning=False marks keys that say where or how a run executes, or how it is logged, not
-    what it learns: they are left out of the config hash and of the configuration identity."""
+    what it learns: they are left out of the config hash and of the configuration identity.
+    added_after="VERSION" marks a learning key added after that release: it is hashed only
+    when it differs from its default, and a stored config.yaml without it reads as the
+    default (`with_added_defaults`), so the hash, W&B group and identity of older runs hold."""
     assert bound is None or bound in BOUNDS, bound
-    meta = dict(help=help, unit=unit, choices=choices, bound=bound, learning=learning)
+    meta = dict(
+        help=help,
+        unit=unit,
+        choices=choices,
+        bound=bound,
+        learning=learning,
+        added_after=added_after,
+    )
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -79,6 +90,13 @@ class Config:
     msg_dim: int = key(10, "message size", bound="at_least_1")
     own_message: bool = key(
         True, "NPS+COMM feeds each agent its own message (the paper's scheme); false: ablation"
+    )
+    channel: str = key(
+        "concat",
+        "how messages reach the Q-net (needs comm=true): concat, side by side (the paper's); "
+        "attention, TarMAC-style keys, values and a query (beyond the paper; torch layers)",
+        choices=("concat", "attention"),
+        added_after="0.1.0",
     )
     seed: int = key(0, "seeds torch, numpy, Python and the environment", bound="non_negative")
     budget: int | None = key(
@@ -157,8 +175,9 @@ class Config:
 
     @property
     def method(self) -> str:
-        """The paper's label: PS+IQL, PS+IQL+COMM, NPS+IQL or NPS+IQL+COMM."""
-        return f"{self.share.upper()}+IQL" + ("+COMM" if self.comm else "")
+        """The paper's label: PS+IQL, PS+IQL+COMM, NPS+IQL or NPS+IQL+COMM; the attention
+        channel (beyond the paper) is PS+IQL+ATT or NPS+IQL+ATT."""
+        return method_label(self.share, self.comm, self.channel)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -172,7 +191,12 @@ class Config:
         """A stable hash of the learning keys (resume refuses a different config). `device`
         is hashed too: a run is never resumed on another device (resume is bit-exact), and the
         hashes of existing runs stay valid."""
-        blob = {**self.learning_dict(), **{k: getattr(self, k) for k in _ALSO_HASHED}}
+        blob = {
+            k: v
+            for k, v in self.learning_dict().items()
+            if not (KEYS[k].metadata["added_after"] and v == key_default(k))
+        }
+        blob.update({k: getattr(self, k) for k in _ALSO_HASHED})
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[
             :16
         ]
@@ -185,7 +209,7 @@ class Config:
             return self.wandb_group
         defaults = Config(env=self.env)
         _resolve_env_defaults(defaults)
-        named = {"env", "backend", "share", "comm", "hidden", "seed", "env_args"}
+        named = {"env", "backend", "share", "comm", "channel", "hidden", "seed", "env_args"}
         mine, base = self.learning_dict(), defaults.learning_dict()
         extra = "".join(
             f"-{k}={mine[k]}" for k in sorted(mine) if k not in named and mine[k] != base[k]
@@ -196,6 +220,12 @@ class Config:
     def run_name(self) -> str:
         """The W&B run name: the configuration and the seed (unique within a project)."""
         return f"{self.group_name()}-s{self.seed}"
+
+
+def method_label(share: str, comm: bool, channel: str = "concat") -> str:
+    """'PS+IQL', 'NPS+IQL+COMM', ...; 'NPS+IQL+ATT' for the attention channel."""
+    suffix = ("+ATT" if channel == "attention" else "+COMM") if comm else ""
+    return f"{str(share).upper()}+IQL{suffix}"
 
 
 def _type_tuple(annotation: Any) -> tuple[type, ...]:
@@ -216,6 +246,13 @@ _ALSO_HASHED = ("device",)
 def key_default(name: str) -> Any:
     f = KEYS[name]
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def with_added_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config.yaml with the keys added after it was written (declared with `added_after`)
+    filled in at their defaults: what that run was trained with."""
+    added = {k: key_default(k) for k, f in KEYS.items() if f.metadata["added_after"]}
+    return {**added, **stored}
 
 
 def _unknown_key(key: str) -> ConfigError:
@@ -370,6 +407,16 @@ def validate(cfg: Config) -> None:
         not (cfg.kernel == "fused" and cfg.device == "cuda"),
         "kernel",
         "'fused' is the compiled CPU kernel; with device=cuda use kernel=auto or torch",
+    )
+    _check(
+        cfg.comm or cfg.channel == "concat",
+        "channel",
+        f"{cfg.channel!r} is a message channel; it needs comm=true",
+    )
+    _check(
+        not (cfg.kernel == "fused" and cfg.channel == "attention"),
+        "kernel",
+        "'fused' has no attention channel; with channel=attention use kernel=auto or torch",
     )
     _check(bool(cfg.out), "out", "a run directory is required (out=DIR)")
     for key in cfg.env_args:

@@ -4,6 +4,11 @@ One table, one code path: PS has one parameter owner for all agents and appends 
 NPS has one owner per agent. COMM adds the other agents' messages (detached under NPS, so
 no loss reaches another agent's network) and, under NPS, the agent's own message, which is
 the only path by which an NPS agent's own loss trains its message net.
+
+The channel is data too: "concat" (the paper's) puts the messages into the input side by side;
+"attention" (beyond the paper, TarMAC-style) puts one block there, the value the receiver
+attends to (AgentNets.attend): the same detaching, and the own key and value are the own
+message.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from typing import NamedTuple
 
 # The kinds of Q-net input block, in the order they appear in the input. The compiled acting
 # step (ficomm/kernels/nets.cpp) knows each by its index here.
-BLOCK_KINDS = ("obs", "last_action", "agent_id", "others_messages", "own_message")
+BLOCK_KINDS = ("obs", "last_action", "agent_id", "others_messages", "own_message", "attended")
+CHANNELS = ("concat", "attention")
 
 
 class Block(NamedTuple):
@@ -28,13 +34,21 @@ class Block(NamedTuple):
 @dataclass(frozen=True)
 class Layout:
     """What distinguishes one method from another. Q-net input order: obs, last action,
-    [agent id], [others' messages in ascending agent order], [own message]."""
+    [agent id], then with COMM either [others' messages in ascending agent order], [own
+    message] (channel "concat") or [the attended value] (channel "attention")."""
 
     shared: bool  # one parameter owner for all agents (PS) or one per agent (NPS)
     agent_id: bool  # one-hot agent id in the Q-net input
     comm: bool  # a message net exists and others' messages are inputs
     detach_others: bool  # others' messages carry no gradient back to their senders
     own_message: bool  # the agent's own message is an input of its own Q-net
+    # "concat": messages side by side; "attention": the receiver attends over the senders'
+    # (key, value) messages, its own among them when own_message, and gets one value
+    channel: str = "concat"
+
+    @property
+    def attention(self) -> bool:
+        return self.comm and self.channel == "attention"
 
     def owners(self, n_agents: int) -> int:
         """Number of parameter owners (each with its own optimizer state and clipping)."""
@@ -45,12 +59,14 @@ class Layout:
     ) -> tuple[Block, ...]:
         """The Q-net input's blocks in column order: the one definition of the input layout,
         read by the torch layers (AgentNets.q_inputs) and by the compiled acting step."""
+        concat = self.comm and not self.attention
         widths = {
             "obs": obs_size,
             "last_action": n_actions,
             "agent_id": n_agents if self.agent_id else 0,
-            "others_messages": (n_agents - 1) * msg_dim if self.comm else 0,
-            "own_message": msg_dim if self.comm and self.own_message else 0,
+            "others_messages": (n_agents - 1) * msg_dim if concat else 0,
+            "own_message": msg_dim if concat and self.own_message else 0,
+            "attended": msg_dim if self.attention else 0,
         }
         blocks, start = [], 0
         for kind in BLOCK_KINDS:
@@ -74,8 +90,11 @@ METHODS: dict[tuple[str, bool], Layout] = {
 }
 
 
-def layout_for(share: str, comm: bool, own_message: bool = True) -> Layout:
+def layout_for(share: str, comm: bool, own_message: bool = True, channel: str = "concat") -> Layout:
     """The layout of a method. `own_message=False` is the ablation that removes the own
-    message from NPS+COMM (PS+COMM never feeds it, as in the authors' code)."""
+    message from NPS+COMM (PS+COMM never feeds it, as in the authors' code). `channel` is
+    how messages reach the Q-net (only with COMM)."""
+    if channel not in CHANNELS or (channel != "concat" and not comm):
+        raise ValueError(f"channel: {channel!r} needs comm=true and one of {CHANNELS}")
     base = METHODS[(share, bool(comm))]
-    return dataclasses.replace(base, own_message=base.own_message and own_message)
+    return dataclasses.replace(base, own_message=base.own_message and own_message, channel=channel)

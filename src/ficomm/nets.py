@@ -25,7 +25,8 @@ from ficomm.kernels.functions import (
 )
 from ficomm.methods import Layout
 
-MESSAGE_BLOCKS = ("others_messages", "own_message")  # the only inputs that carry gradient
+# the only inputs that carry gradient
+MESSAGE_BLOCKS = ("others_messages", "own_message", "attended")
 
 NARROW = 16  # output widths below this use the transposed matmul (Q-values, messages)
 
@@ -234,7 +235,12 @@ class MessageNet(nn.Module):
 
 
 class AgentNets(nn.Module):
-    """All agents' networks (Q-nets and, with COMM, message nets) for one method layout."""
+    """All agents' networks (Q-nets and, with COMM, message nets) for one method layout.
+
+    With the attention channel the message net emits [key | value] (msg_dim each) and a
+    linear query net reads the receiver's own observation (`attend`); the compiled kernel has
+    no attention, so these networks run on the torch layers (kernel "auto" -> "torch").
+    """
 
     def __init__(
         self,
@@ -248,6 +254,10 @@ class AgentNets(nn.Module):
         kernel: str = "auto",
     ):
         super().__init__()
+        if layout.attention:
+            if kernel == "fused":
+                raise ValueError("kernel: 'fused' has no attention channel; use auto or torch")
+            kernel = "torch"
         self.layout = layout
         self.n_agents = n_agents
         self.n_actions = n_actions
@@ -259,9 +269,15 @@ class AgentNets(nn.Module):
         self.blocks = layout.q_input_blocks(n_agents, obs_size, n_actions, msg_dim)
         width = self.in_features = self.blocks[-1].start + self.blocks[-1].width
         self.q = QNet(self.owners, width, hidden, n_actions, kernel)
+        # what a message net emits: the message, or under attention its key and value
+        self.msg_width = 2 * msg_dim if layout.attention else msg_dim
         self.msg = (
-            MessageNet(self.owners, obs_size, msg_hidden, msg_dim, kernel) if layout.comm else None
+            MessageNet(self.owners, obs_size, msg_hidden, self.msg_width, kernel)
+            if layout.comm
+            else None
         )
+        # the receiver's query, from its own observation at the step (as the messages are)
+        self.query = OwnerLinear(self.owners, obs_size, msg_dim) if layout.attention else None
         others = [[j for j in range(n_agents) if j != i] for i in range(n_agents)]
         self.register_buffer("others", torch.tensor(others, dtype=torch.long), persistent=False)
         self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
@@ -280,9 +296,28 @@ class AgentNets(nn.Module):
         return x.reshape(self.owners, -1, x.shape[-1])
 
     def messages(self, obs: Tensor) -> Tensor:
-        """obs (n, T, B, obs) -> messages (n, T, B, msg_dim), each from its sender's net."""
+        """obs (n, T, B, obs) -> messages (n, T, B, msg_width), each from its sender's net."""
         n, T, B, _ = obs.shape
-        return self.msg(self.to_owners(obs)).view(n, T, B, self.msg_dim)
+        return self.msg(self.to_owners(obs)).view(n, T, B, self.msg_width)
+
+    def attend(self, obs: Tensor, msgs: Tensor) -> Tensor:
+        """The attention channel: each receiver's value (n, T, B, msg_dim), softmax(q k / sqrt
+        d)-weighted over the senders' values, with its query from its own observation.
+
+        The senders are the others (detached under NPS, as in the concatenation channel) and,
+        with own_message, the receiver itself with gradient through its own key and value:
+        the only path by which an NPS agent's loss trains its message net. PS (own_message
+        off, as for concat) attends over the others, differentiably."""
+        n, T, B, _ = obs.shape
+        D, L = self.msg_dim, self.layout
+        query = self.query(self.to_owners(obs)).view(n, 1, T, B, D)
+        sent = msgs.detach() if L.detach_others else msgs
+        senders = sent[self.others]  # (n, n-1, T, B, 2D)
+        if L.own_message:
+            senders = torch.cat([senders, msgs.unsqueeze(1)], 1)
+        keys, values = senders[..., :D], senders[..., D:]
+        weights = torch.softmax((keys * query).sum(-1) / math.sqrt(D), 1)  # (n, m, T, B)
+        return (weights.unsqueeze(-1) * values).sum(1)
 
     def to_owners_by_step(self, x: Tensor) -> Tensor:
         """Agent-major (n, T, B, F) -> owner-major (G, T, agents_per_owner * B, F), the rows
@@ -299,7 +334,7 @@ class AgentNets(nn.Module):
         contiguous for the recurrence; and the part that carries gradient (the messages that
         are not detached, the last columns, owner-major), or None.
 
-        `msgs` (n, T, B, msg_dim) may be precomputed (NPS training: every agent's messages
+        `msgs` (n, T, B, msg_width) may be precomputed (NPS training: every agent's messages
         are computed over the minibatch before any update); otherwise they come from obs.
         """
         n, T, B, _ = obs.shape
@@ -307,9 +342,11 @@ class AgentNets(nn.Module):
         parts = {"obs": obs, "last_action": last_action}
         if L.agent_id:
             parts["agent_id"] = self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n)
-        if L.comm:
-            if msgs is None:
-                msgs = self.messages(obs)
+        if L.comm and msgs is None:
+            msgs = self.messages(obs)
+        if L.attention:
+            parts["attended"] = self.attend(obs, msgs)
+        elif L.comm:
             sent = msgs.detach() if L.detach_others else msgs
             others = sent[self.others]  # (n, n-1, T, B, D), ascending sender order
             parts["others_messages"] = others.permute(0, 2, 3, 1, 4).reshape(n, T, B, -1)

@@ -28,7 +28,8 @@ class Policy:
     the parameters' own storage and the input layout `AgentNets.blocks`; else one step of
     `AgentNets.unroll` under torch.no_grad (the torch layers: GPU, kernel=torch). Either
     way every optimizer step is seen at once. tests/learner checks both against
-    `AgentNets.unroll` over whole episodes.
+    `AgentNets.unroll` over whole episodes. The attention channel has no kernel: its networks
+    run on the torch layers (their `kernel` is "torch"), so acting takes the torch step.
     """
 
     def __init__(self, nets: AgentNets):

@@ -35,7 +35,7 @@ try:  # importing torch takes seconds: Ctrl-C then gets one line, not a tracebac
     import ficomm
     from ficomm import checkpoint
     from ficomm.buffer import Episode, EpisodeBuffer
-    from ficomm.config import Config, config_to_yaml, load_config
+    from ficomm.config import Config, config_to_yaml, load_config, with_added_defaults
     from ficomm.envs import make_env, make_vector_env
     from ficomm.envs.base import ConfigError
     from ficomm.learner import Learner
@@ -109,8 +109,16 @@ def check_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_kernel(name: str, device: torch.device) -> str:
-    """The implementation the networks will use: "fused" or "torch" (see ficomm.nets)."""
+def check_kernel(name: str, device: torch.device, channel: str = "concat") -> str:
+    """The implementation the networks will use: "fused" or "torch" (see ficomm.nets). The
+    compiled kernel has no attention channel: with it, auto means torch and fused is refused."""
+    if channel == "attention":
+        if name == "fused":
+            raise ConfigError(
+                "kernel: 'fused' has no attention channel; with channel=attention use "
+                "kernel=auto or kernel=torch"
+            )
+        return "torch"
     if name == "torch" or device.type != "cpu":
         return "torch"
     from ficomm import kernels
@@ -169,7 +177,7 @@ class Run:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.device = check_device(cfg.device)
-        self.kernel = check_kernel(cfg.kernel, self.device)
+        self.kernel = check_kernel(cfg.kernel, self.device, cfg.channel)
         torch.set_num_threads(cfg.threads)
         keep_freed_memory()
         random.seed(cfg.seed)
@@ -187,7 +195,7 @@ class Run:
                 )
             except ConfigError:  # no vectorised form (real SC2): evaluate episode by episode
                 self.eval_env = make_env(cfg.env, cfg.backend, seed=cfg.seed + 1, **cfg.env_args)
-            self.layout = layout_for(cfg.share, cfg.comm, cfg.own_message)
+            self.layout = layout_for(cfg.share, cfg.comm, cfg.own_message, cfg.channel)
             nets = AgentNets(
                 self.layout,
                 info.n_agents,
@@ -316,6 +324,7 @@ def _config_diff(out: Path, cfg: Config, ckpt: dict) -> list[str]:
         old = None
     if not isinstance(old, dict):
         return ["(config.yaml missing or unreadable)"]
+    old = with_added_defaults(old)  # a key added since the run was written: its default
     new = cfg.learning_dict()
     return sorted(k for k in new if old.get(k) != new[k])
 

@@ -13,12 +13,14 @@ from synthetic_runs import make_runs, write_run_dir
 
 from ficomm.analysis import cli
 from ficomm.analysis.aggregate import (
+    METHODS,
     AnalysisInputError,
     aggregate_runs,
     final_performance,
     find_run_dirs,
     load_runs,
 )
+from ficomm.analysis.tables import final_performance_table, param_count_table
 
 
 def test_tidy_table_has_every_evaluation_and_the_config_columns(grid_root, grid_csv):
@@ -164,6 +166,39 @@ def test_ablation_runs_get_a_variant_label(tmp_path):
     per_run = df.drop_duplicates("run_dir").set_index("run_dir")
     assert per_run.loc[str(tmp_path / "ablation"), "variant"] == "msg_hidden=32"
     assert (per_run.drop(str(tmp_path / "ablation"))["variant"] == "").all()
+
+
+def test_attention_runs_are_a_method_of_their_own(tmp_path):
+    """Runs written before `channel` existed read as concat, keep their label and no variant;
+    an attention run is 'NPS+IQL+ATT', never mixed into NPS+IQL+COMM nor marked a variant."""
+    make_runs(tmp_path, envs=["predator_prey"], hiddens=[64], seeds=[0, 1])
+    att = write_run_dir(
+        tmp_path / "att",
+        env="predator_prey",
+        share="nps",
+        comm=True,
+        hidden=64,
+        seed=0,
+        level=0.5,
+        extra_config={"channel": "attention"},
+    )
+    info = json.loads((att / "run_info.json").read_text())
+    (att / "run_info.json").write_text(json.dumps({**info, "method": "NPS+IQL+ATT"}))
+    per_run = aggregate_runs([tmp_path]).drop_duplicates("run_dir").set_index("run_dir")
+    assert per_run.loc[str(att), "method"] == "NPS+IQL+ATT"
+    assert (per_run["variant"] == "").all()
+    others = per_run.drop(str(att))
+    assert (others["channel"] == "concat").all()
+    assert "NPS+IQL+ATT" not in set(others["method"])
+    assert sorted(set(others["method"])) == sorted(METHODS)
+    df = aggregate_runs([tmp_path])
+    assert list(param_count_table(df).columns)[-5:] == [*METHODS, "NPS+IQL+ATT"]
+    table = final_performance_table(final_performance(df), n_boot=100)
+    assert list(table["method"]) == [*METHODS, "NPS+IQL+ATT"]  # its own row, after the paper's
+    # a stated label that disagrees with the channel is refused
+    (att / "run_info.json").write_text(json.dumps(info))
+    with pytest.raises(AnalysisInputError, match="channel=attention"):
+        aggregate_runs([att])
 
 
 def test_incomplete_run_is_flagged(tmp_path):

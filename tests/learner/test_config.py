@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import hashlib
+import json
+from pathlib import Path
 
-from ficomm.config import Config, load_config, make_config
+import pytest
+import yaml
+
+from ficomm.config import Config, load_config, make_config, with_added_defaults
 from ficomm.envs.base import ConfigError
 
 
@@ -60,6 +65,7 @@ def test_yaml_file_and_overrides(tmp_path):
         ("eps_end=0.9", "eps_end", "eps_start"),
         ("eval_episodes=0", "eval_episodes", "positive"),
         ("seed=-3", "seed", "non-negative"),
+        ("channel=tarmac", "channel", "'concat' or 'attention'"),
     ],
 )
 def test_bad_values_name_the_field(override, field, words):
@@ -141,3 +147,43 @@ def test_learning_flag_decides_hash_and_identity():
     a = load_config(None, ["kernel=torch", "threads=2", "wandb_tags=[x]", "preset=p"])
     assert a.config_hash() == load_config(None, []).config_hash()
     assert a.config_hash() != load_config(None, ["lr=1e-3"]).config_hash()
+
+
+REPO = Path(__file__).parents[2]
+
+
+def test_shipped_runs_keep_their_config_hash_and_identity():
+    """Every run under replication/runs (written before `channel` existed) gives the
+    config_hash its run_info.json holds, and the default group name and method label."""
+    stored = sorted((REPO / "replication" / "runs").rglob("config.yaml"))
+    assert stored
+    for path in stored:
+        values = yaml.safe_load(path.read_text())
+        assert "channel" not in values
+        info = json.loads((path.parent / "run_info.json").read_text())
+        cfg = make_config(values)
+        assert cfg.config_hash() == info["config_hash"], path
+        assert cfg.method == info["method"] and "channel" not in cfg.group_name(), path
+        assert with_added_defaults(values)["channel"] == "concat"
+
+
+def test_added_key_is_hashed_only_away_from_its_default():
+    base = load_config(None, [])
+    blob = {**base.learning_dict(), "device": base.device}
+    del blob["channel"]  # the hash of a config that never had the key
+    old = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    assert base.config_hash() == old[:16]
+    att = load_config(None, ["channel=attention"])
+    assert att.config_hash() != base.config_hash()
+    assert att.method == "NPS+IQL+ATT" and att.group_name().endswith("NPS+IQL+ATT-h64")
+    assert load_config(None, ["share=ps", "channel=attention"]).method == "PS+IQL+ATT"
+
+
+def test_resume_diff_reads_a_missing_added_key_as_its_default(tmp_path):
+    from ficomm.train import _config_diff
+
+    old = load_config(None, [])
+    text = yaml.safe_dump({k: v for k, v in old.to_dict().items() if k != "channel"})
+    ckpt = {"records": {"config.yaml": text}}
+    assert _config_diff(tmp_path, load_config(None, ["lr=1e-3"]), ckpt) == ["lr"]
+    assert _config_diff(tmp_path, load_config(None, ["channel=attention"]), ckpt) == ["channel"]

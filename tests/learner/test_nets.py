@@ -52,6 +52,32 @@ def test_own_message_ablation_removes_ten_inputs():
     assert AgentNets(layout_for("ps", True, own_message=False), 4, 28, 5, 64).in_features == 67
 
 
+# attention channel (beyond the paper) at H 64: (NPS, PS) widths and parameters per owner:
+# the concat Q-net input's messages become one attended value (msg_dim), the message net's
+# output layer emits key and value (2 x msg_dim), plus a linear query Linear(obs, msg_dim)
+ATTENTION = {(28, 5, 4): ((43, 47), (35707, 35963)), (48, 11, 3): ((69, 72), (39241, 39433))}
+
+
+@pytest.mark.parametrize("sizes", list(ATTENTION))
+def test_attention_widths_and_parameter_counts(sizes):
+    obs, actions, n = sizes
+    H, D, M = 64, 10, 64
+    widths, counts = ATTENTION[sizes]
+    for share, width, count in zip(("nps", "ps"), widths, counts, strict=True):
+        layout = layout_for(share, True, channel="attention")
+        nets = AgentNets(layout, n, obs, actions, H)
+        assert nets.in_features == width == layout.q_input_width(n, obs, actions, D)
+        assert [b.kind for b in nets.blocks][-1] == "attended"
+        qnet = width * H + H + 2 * (3 * H * H + 3 * H) + H * actions + actions
+        msg = obs * M + M + M * M + M + M * 2 * D + 2 * D
+        assert nets.params_per_owner() == count == qnet + msg + obs * D + D
+        # the own-message ablation changes who is attended to, not the width
+        ablation = AgentNets(layout_for(share, True, False, "attention"), n, obs, actions, H)
+        assert ablation.in_features == width
+    with pytest.raises(ValueError, match="channel"):
+        layout_for("nps", False, channel="attention")
+
+
 def test_initialisation_matches_pytorch_defaults():
     torch.manual_seed(0)
     nets = AgentNets(layout_for("nps", True), 4, 28, 5, 64)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 from itertools import product
 from pathlib import Path
@@ -375,3 +376,13 @@ def test_presets_write_their_own_figures_and_cannot_share_a_folder(tmp_path):
     assert "presets.paper.figures" in res.stdout and "already the folder" in res.stdout, res.stdout[
         -2000:
     ]
+
+
+def test_shipped_replication_runs_schedule_no_training(tmp_path):
+    """The runs shipped in replication/ (trained before later learning keys such as `channel`
+    existed) still match the preset: the guard reads a missing key as its default, and the
+    dry run schedules no train job (retraining would replace them)."""
+    workdir = copy_workflow(tmp_path)
+    shutil.copytree(REPO / "replication", workdir / "replication")
+    counts = job_counts(dry_run(workdir, "paper_figures", "--config", "preset=replication"))
+    assert counts.get("paper_figures") == 1 and "train" not in counts, counts

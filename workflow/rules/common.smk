@@ -10,7 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from ficomm.config import LEARNING_KEYS, load_config
+from ficomm.config import LEARNING_KEYS, load_config, with_added_defaults
 from ficomm.envs import ENV_NAMES, backend_spec, backends_for
 from ficomm.envs.base import ConfigError
 
@@ -269,7 +269,8 @@ def _stored_config(run_dir):
             stored = yaml.safe_load(f)
     except (OSError, yaml.YAMLError):
         return {}
-    return stored if isinstance(stored, dict) else {}
+    # a key added since the run was trained reads as its default (what the run learned with)
+    return with_added_defaults(stored) if isinstance(stored, dict) and stored else {}
 
 
 def _check_runs_on_disk(configs):

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ficomm.config import NON_LEARNING_KEYS
+from ficomm.config import NON_LEARNING_KEYS, with_added_defaults
+from ficomm.config import method_label as _config_method_label
 from ficomm.envs import ENV_NAMES, env_spec
 from ficomm.envs.base import ConfigError
 
@@ -28,11 +29,16 @@ class AnalysisInputError(ConfigError):
     """An input file of the analysis is missing or malformed; the message names the path."""
 
 
-METHODS = ("PS+IQL", "PS+IQL+COMM", "NPS+IQL", "NPS+IQL+COMM")
+METHODS = ("PS+IQL", "PS+IQL+COMM", "NPS+IQL", "NPS+IQL+COMM")  # the paper's four
+# Beyond the paper: the attention channel is a method label of its own, so its runs never
+# mix with the paper's COMM runs and the paper's figures (which draw METHODS) stay as they are.
+ATTENTION_METHODS = ("PS+IQL+ATT", "NPS+IQL+ATT")
+ALL_METHODS = METHODS + ATTENTION_METHODS
 HIDDEN_SIZES = (32, 64, 128)
 DEFAULT_HIDDEN = 64  # the paper's default GRU width: the four-method comparison uses it
 # The grid axes; every other config key that varies across runs marks a variant (an ablation).
-GRID_COLUMNS = ("env", "backend", "share", "comm", "hidden", "seed")
+# `channel` is named by the method label, so it is no variant.
+GRID_COLUMNS = ("env", "backend", "share", "comm", "channel", "hidden", "seed")
 # Config keys that say where or how a run executed, not what was learned (declared in config.py).
 _NOT_CONFIG_IDENTITY = set(NON_LEARNING_KEYS)
 REQUIRED_METRICS = ("env_steps", "eval_return_mean")
@@ -43,9 +49,9 @@ REQUIRED_CONFIG = ("env", "backend", "share", "comm", "hidden", "seed")
 DEFAULT_LAST_K = 10
 
 
-def method_label(share: str, comm: bool) -> str:
-    """'PS+IQL', 'NPS+IQL+COMM', ...."""
-    return f"{str(share).upper()}+IQL" + ("+COMM" if _as_bool(comm) else "")
+def method_label(share: str, comm: bool, channel: str = "concat") -> str:
+    """'PS+IQL', 'NPS+IQL+COMM', ...; 'NPS+IQL+ATT' for the attention channel."""
+    return _config_method_label(share, _as_bool(comm), channel)
 
 
 def method_slug(method: str) -> str:
@@ -101,7 +107,8 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
 
 def _read_run_parts(run_dir: Path) -> tuple[dict, pd.DataFrame]:
     """(flattened config.yaml, tidy rows) of one run directory."""
-    config = _read_mapping(run_dir / "config.yaml", _yaml_load, "YAML")
+    # keys added since a run was written read as their defaults: its identity stays the same
+    config = with_added_defaults(_read_mapping(run_dir / "config.yaml", _yaml_load, "YAML"))
     info = _read_mapping(run_dir / "run_info.json", json.loads, "JSON")
     missing = [k for k in REQUIRED_CONFIG if k not in config]
     if missing:
@@ -122,12 +129,13 @@ def _read_run_parts(run_dir: Path) -> tuple[dict, pd.DataFrame]:
             columns[f"info.{key}"] = value
         else:
             columns.setdefault(key, value)
-    label = method_label(config["share"], config["comm"])
+    label = method_label(config["share"], config["comm"], config["channel"])
     stated = info.get("method", info.get("method_label"))
     if stated is not None and stated != label:
         raise AnalysisInputError(
             f"{run_dir / 'run_info.json'}: method {stated!r} disagrees with config.yaml "
-            f"(share={config['share']}, comm={config['comm']} -> {label!r})"
+            f"(share={config['share']}, comm={config['comm']}, channel={config['channel']} "
+            f"-> {label!r})"
         )
     columns["method"] = label
     columns["comm"] = _as_bool(config["comm"])
@@ -276,7 +284,7 @@ def configuration_order(frame: pd.DataFrame) -> list[tuple[str, int]]:
 
 
 def _method_rank(method: str) -> int:
-    return METHODS.index(method) if method in METHODS else len(METHODS)
+    return ALL_METHODS.index(method) if method in ALL_METHODS else len(ALL_METHODS)
 
 
 # ---------------------------------------------------------------- helpers

@@ -10,8 +10,8 @@ import pandas as pd
 
 from ficomm.analysis import stats
 from ficomm.analysis.aggregate import (
+    ALL_METHODS,
     DEFAULT_LAST_K,
-    METHODS,
     AnalysisInputError,
     final_performance,
 )
@@ -60,7 +60,7 @@ def final_performance_table(
         row["n_incomplete"] = int((~complete.astype(bool)).sum())
         rows.append(row)
     table = pd.DataFrame(rows, columns=FINAL_COLUMNS)
-    table["_m"] = table["method"].map(lambda m: METHODS.index(m) if m in METHODS else 99)
+    table["_m"] = table["method"].map(lambda m: ALL_METHODS.index(m) if m in ALL_METHODS else 99)
     table = table.sort_values(["env", "backend", "variant", "_m", "hidden"]).drop(columns="_m")
     return table.reset_index(drop=True)
 
@@ -81,7 +81,7 @@ def param_count_table(df: pd.DataFrame) -> pd.DataFrame:
             f"({bad.iloc[0]['min']} vs {bad.iloc[0]['max']}); check their run_info.json"
         )
     wide = counts["min"].unstack("method")
-    wide = wide[[m for m in METHODS if m in wide.columns]]
+    wide = wide[[m for m in ALL_METHODS if m in wide.columns]]  # the attention ones last
     wide = wide.reset_index()
     wide.columns.name = None
     return wide
@@ -170,6 +170,6 @@ def _fmt_final(col: pd.Series) -> pd.Series:
 
 
 def _fmt_int(col: pd.Series) -> pd.Series:
-    if col.name in METHODS:
+    if col.name in ALL_METHODS:
         return col.map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
     return col
