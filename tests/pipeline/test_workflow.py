@@ -35,7 +35,7 @@ from workflow_utils import (
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 RUN_PATH = re.compile(
     r"results/(?P<preset>[^/]+)/runs/(?P<env>[^/]+)/(?P<backend>[^/]+)/"
-    r"(?P<share>ps|nps)_(?P<comm>comm|nocomm)/h(?P<hidden>\d+)/seed(?P<seed>\d+)"
+    r"(?P<share>ps|nps)_(?P<comm>comm|nocomm|att)/h(?P<hidden>\d+)/seed(?P<seed>\d+)"
 )
 # The paper's parameter counts for PredatorPrey at H 64, per owner.
 PREDATOR_PREY_H64_PARAMS = {
@@ -161,6 +161,24 @@ def test_extra_grids_add_cross_products_and_name_each_run_once(tmp_path):
     bad = {"presets": {"smoke": {"extra_grids": [{"env": ["pong"]}]}}}
     res = snakemake(copy_workflow(tmp_path / "bad", bad), "-n", "--configfile", "overlay.yaml")
     assert res.returncode != 0 and "presets.smoke.extra_grids[0].env" in res.stdout
+
+
+def test_attention_is_a_level_of_the_channel_factor(tmp_path):
+    """comm: [false, true, attention] -> nocomm / comm / att run directories; only the att runs
+    pass channel=attention, so the paper's runs keep their arguments (and their reruns)."""
+    grid = {"env": ["predator_prey"], "share": ["ps", "nps"], "hidden": [64], "seeds": [0]}
+    overlay = {"presets": {"smoke": {"grid": {**grid, "comm": [False, True, "attention"]}}}}
+    workdir = copy_workflow(tmp_path, overlay)
+    runs = train_commands(dry_run(workdir, "--configfile", "overlay.yaml"))
+    by_dir = {r["out"].split("/")[-3]: r for r in runs}
+    assert sorted(by_dir) == ["nps_att", "nps_comm", "nps_nocomm", "ps_att", "ps_comm", "ps_nocomm"]
+    for share in ("ps", "nps"):
+        assert by_dir[f"{share}_att"]["comm"] == "true"
+        assert by_dir[f"{share}_att"]["channel"] == "attention"
+        assert (
+            "channel" not in by_dir[f"{share}_comm"] and by_dir[f"{share}_comm"]["comm"] == "true"
+        )
+        assert by_dir[f"{share}_nocomm"]["comm"] == "false"
 
 
 def test_gpu_resource_trains_on_cuda(tmp_path):

@@ -89,7 +89,10 @@ WANDB = {k: config[f"wandb_{k}"] for k in ("mode", "project", "entity", "referen
 RESULTS = PRESET.get("out", f"results/{PRESET_NAME}")
 FIGURES = PRESET.get("figures", f"paper_figures/{PRESET_NAME}")
 REFERENCE = "config/reference.yaml"  # what the paper reports (the replication report's reference)
-COMM_DIRS = {True: "comm", False: "nocomm"}
+# The channel factor: none, the paper's concatenation, or attention (beyond the paper); the
+# directory names the level, so the paper's run paths are unchanged.
+COMM_DIRS = {False: "nocomm", True: "comm", "attention": "att"}
+COMM_LEVELS = {d: level for level, d in COMM_DIRS.items()}
 RUN_DIR = f"{RESULTS}/runs/{{env}}/{{backend}}/{{share}}_{{comm}}/h{{hidden}}/seed{{seed}}"
 LOG_DIR = f"{RESULTS}/logs"
 
@@ -98,7 +101,7 @@ wildcard_constraints:
     env="[a-z0-9_]+",
     backend="[a-z0-9_]+",
     share="ps|nps",
-    comm="comm|nocomm",
+    comm="|".join(COMM_DIRS.values()),
     hidden=r"\d+",
     seed=r"\d+",
 
@@ -164,7 +167,8 @@ def train_settings(point):
     """The `ficomm train` keys of one grid point (everything but out, device and threads), each
     with the config field it comes from: {key: (value, field)}."""
     point = _point(point)
-    env, comm = point["env"], point["comm"] == COMM_DIRS[True]
+    env, level = point["env"], COMM_LEVELS[point["comm"]]
+    comm = level is not False
     hidden, seed = int(point["hidden"]), int(point["seed"])
     preset = f"presets.{PRESET_NAME}"
     interval = PRESET["eval_interval"]
@@ -173,6 +177,7 @@ def train_settings(point):
         "backend": (point["backend"], f"{preset}.backend.{env}"),
         "share": (point["share"], f"{preset}.grid.share"),
         "comm": (comm, f"{preset}.grid.comm"),
+        **({"channel": ("attention", f"{preset}.grid.comm")} if level == "attention" else {}),
         "hidden": (hidden, f"{preset}.grid.hidden"),
         "seed": (seed, f"{preset}.grid.seeds"),
         "budget": (PRESET["budget"][env], f"{preset}.budget.{env}"),
@@ -189,7 +194,7 @@ def train_settings(point):
         settings["wandb_entity"] = (WANDB["entity"], "wandb_entity")
     for key, value in _flatten(PRESET.get("train", {})).items():
         settings[key] = (value, f"{preset}.train.{key}")
-    factors = dict(env=env, share=point["share"], comm=comm, hidden=hidden, seed=seed)
+    factors = dict(env=env, share=point["share"], comm=level, hidden=hidden, seed=seed)
     for i, override in enumerate(PRESET.get("overrides", [])):
         if all(factors.get(key) == value for key, value in override["where"].items()):
             for key, value in _flatten(override["set"]).items():
@@ -343,7 +348,11 @@ def figure_files():
             dict(
                 env=p["env"],
                 backend=p["backend"],
-                method=method_label(p["share"], p["comm"] == COMM_DIRS[True]),
+                method=method_label(
+                    p["share"],
+                    COMM_LEVELS[p["comm"]] is not False,
+                    "attention" if p["comm"] == COMM_DIRS["attention"] else "concat",
+                ),
                 hidden=p["hidden"],
             )
             for p in grid_points()
