@@ -26,6 +26,25 @@ ENV_SIZES = {
     "predator_prey": dict(n_agents=4, n_actions=5, obs_size=28, state_size=112, episode_limit=100),
     "3s_vs_5z": dict(n_agents=3, n_actions=11, obs_size=48, state_size=68, episode_limit=250),
 }
+# PredatorPrey at larger team sizes (the `scale` preset's entries): sizes from their EnvInfo;
+# parameter counts and widths are the 4-agent ones (only their agreement across seeds is read).
+for _env, _n, _p in (("predator_prey_8", 8, 4), ("predator_prey_16", 16, 8)):
+    ENV_SIZES[_env] = dict(
+        n_agents=_n, n_actions=5, obs_size=28, state_size=2 * _n + 3 * _p + 1, episode_limit=100
+    )
+    Q_WIDTH[_env] = Q_WIDTH["predator_prey"]
+    for _h in (32, 64, 128):
+        N_PARAMS[(_env, _h)] = N_PARAMS[("predator_prey", _h)]
+
+
+def is_predator_prey(env: str) -> bool:
+    return env.startswith("predator_prey")
+
+
+def team_size(env: str) -> int:
+    return ENV_SIZES[env]["n_agents"]
+
+
 METHOD_INDEX = {("ps", False): 0, ("ps", True): 1, ("nps", False): 2, ("nps", True): 3}
 
 # level(env, share, comm, hidden, seed) -> the value the run's metric converges to.
@@ -35,11 +54,12 @@ LevelFn = Callable[[str, str, bool, int, int], float]
 def default_level(env: str, share: str, comm: bool, hidden: int, seed: int) -> float:
     """PredatorPrey: some seeds sit in the avoidance basin (-4), the rest capture; 3s_vs_5z:
     a win rate. PS above NPS, COMM helps on PredatorPrey, more so with PS and at small H."""
-    if env == "predator_prey":
+    if is_predator_prey(env):  # team returns: per agent as for 4 agents, times the team size
+        per_agent = team_size(env) / 4
         if (seed + hidden // 32 + int(comm)) % 3 == 0:
-            return -4.0
+            return -4.0 * per_agent
         gain = (8.0 if share == "ps" else 4.0) * (64 / hidden) if comm else 0.0
-        return (14.0 if share == "ps" else 8.0) + gain
+        return ((14.0 if share == "ps" else 8.0) + gain) * per_agent
     return (0.6 if share == "ps" else 0.4) + 0.02 * int(comm) + hidden / 1280
 
 
@@ -62,13 +82,14 @@ def write_run_dir(
     """Write one finished-looking run directory whose metric rises linearly from its start
     (PredatorPrey -30, win rate 0) to `level` over the first `ramp` fraction of the budget and
     stays there (plus noise)."""
-    backend = backend or ("native" if env == "predator_prey" else "smax")
+    pp = is_predator_prey(env)
+    backend = backend or ("native" if pp else "smax")
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, hidden, METHOD_INDEX[(share, comm)], len(env)])
     config = dict(
         env=env,
         backend=backend,
-        env_args={"penalty": -0.75} if env == "predator_prey" else {},
+        env_args={"penalty": -0.75} if pp else {},
         share=share,
         comm=comm,
         hidden=hidden,
@@ -123,26 +144,28 @@ def write_run_dir(
     steps = np.array(
         [0] + [k * eval_interval + int(rng.integers(0, limit)) for k in range(1, n_evals)]
     )
-    start = -30.0 if env == "predator_prey" else 0.0
+    start = -30.0 * team_size(env) / 4 if pp else 0.0
     progress = np.minimum(1.0, steps / (ramp * budget))  # after `ramp`, it sits at `level`
-    scale = 1.0 if env == "predator_prey" else 0.02  # win rates live in [0, 1]
+    scale = 1.0 if pp else 0.02  # win rates live in [0, 1]
     max_return = 20.0 if backend == "sc2" else 2.0  # SMAC scales to 20; SMAX's is about 2
+    speed = 200.0 / math.sqrt(team_size(env) / 4) if pp else 200.0
     values = start + (level - start) * progress + scale * noise * rng.standard_normal(n_evals)
     metrics = pd.DataFrame(
         {
             "env_steps": steps,
             "episodes": steps // (limit // 2),
             "grad_steps": np.maximum(steps // (limit // 2) - 1, 0),
-            "eval_return_mean": values if env == "predator_prey" else values * max_return,
+            "eval_return_mean": values if pp else values * max_return,
             "eval_return_std": np.abs(rng.standard_normal(n_evals)),
-            "eval_win_rate": np.nan if env == "predator_prey" else np.clip(values, 0, 1),
+            "eval_win_rate": np.nan if pp else np.clip(values, 0, 1),
             "train_loss": np.abs(rng.standard_normal(n_evals)),
             "epsilon": np.maximum(1 - 0.95 * steps / 50_000, 0.05),
-            "wall_time": steps / 200.0,
-            "env_steps_per_sec": np.full(n_evals, 200.0),
+            # training slows with the team (agents batched: less than proportionally)
+            "wall_time": steps / speed,
+            "env_steps_per_sec": np.full(n_evals, speed),
         }
     )
-    if env == "predator_prey":
+    if pp:
         metrics["eval_captures_mean"] = np.clip((values + 4) / 20, 0, 2)
         metrics["eval_length_mean"] = 100.0
     metrics["backend"] = backend  # as `ficomm train` writes it

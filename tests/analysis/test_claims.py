@@ -339,3 +339,67 @@ def test_runs_left_out_are_named_and_never_mixed_in(tmp_path):
     write_report(report, tmp_path / "pf")
     data = json.loads((tmp_path / "pf" / "replication.json").read_text())
     assert len(data["runs_left_out"]) == 4
+
+
+SCALE_ENVS = ("predator_prey", "predator_prey_8", "predator_prey_16")
+
+
+def scale_world(env, share, comm, hidden, seed):
+    """Team returns per agent as the 4-agent world, times the team size: NPS+COMM gains 4 per
+    4 agents at every team size (the same gain per agent)."""
+    per_agent = {"predator_prey": 1, "predator_prey_8": 2, "predator_prey_16": 4}[env]
+    gain = 4.0 if comm else 0.0
+    return ((10.0 if share == "ps" else 5.0) + gain + 0.3 * (seed - 2)) * per_agent
+
+
+def test_team_size_claim_is_beyond_the_paper_and_leaves_its_verdicts_alone(tmp_path):
+    make_runs(
+        tmp_path / "pp", envs=("predator_prey",), hiddens=(64,), seeds=range(5), level=scale_world
+    )
+    make_runs(
+        tmp_path / "big", envs=SCALE_ENVS[1:], hiddens=(64,), seeds=range(5), level=scale_world
+    )
+    alone = replication_report(aggregate_runs([tmp_path / "pp"]), n_boot=2000, seed=0)
+    both = replication_report(aggregate_runs([tmp_path]), n_boot=2000, seed=0)
+    assert [c["id"] for c in both["claims"]] == [1, 2, 3, 4, 5]
+    # the larger teams change none of the paper's claims (NaN-safe comparison)
+    assert json.dumps(both["claims"], sort_keys=True) == json.dumps(alone["claims"], sort_keys=True)
+    (claim,) = alone["beyond_paper"]
+    assert claim["id"] == 6 and claim["beyond_paper"] and claim["verdict"] == "untested"
+    four = next(r for r in claim["contrasts"] if r["env"] == "predator_prey")
+    assert four["verdict"] == "supported"  # tested, but one team size decides nothing
+
+    (claim,) = both["beyond_paper"]
+    assert claim["verdict"] == "supported"
+    gains = {r["env"]: r for r in claim["contrasts"] if r["primary"]}
+    assert set(gains) == set(SCALE_ENVS)
+    for env, size in zip(SCALE_ENVS, (4, 8, 16), strict=True):
+        final = gains[env]["statistics"]["final"]
+        assert final["effect"] == pytest.approx(4.0 * size / 4, abs=0.3 * size / 4)
+    (inter,) = [r for r in claim["contrasts"] if not r["primary"]]
+    assert set(inter["arms"]) == {"a1", "a0", "b1", "b0"}
+    assert "predator_prey_16 NPS+IQL+COMM H64" in inter["arms"]["a1"]["config"]
+    # Per agent the gain is the same at 16 as at 4 (in team returns it would be 4x larger).
+    final = inter["statistics"]["final"]
+    arms = final["arms"]
+    by_hand = (arms["a1"]["iqm"] - arms["a0"]["iqm"]) - (arms["b1"]["iqm"] - arms["b0"]["iqm"])
+    assert final["effect"] == pytest.approx(by_hand) and abs(final["effect"]) < 0.2
+    assert arms["a1"]["iqm"] == pytest.approx(9.0 / 4, abs=0.1)  # (5 + 4) x 4 team / 16
+    assert inter["verdict"] != "supported"
+    text = render_markdown(both)
+    assert "## Beyond the paper" in text and "## Claim 6 (beyond the paper): supported" in text
+    assert "not a claim of the paper" in text
+    pp16 = [t for t in both["definitions"]["thresholds"] if t["env"] == "predator_prey_16"]
+    assert pp16 and pp16[0]["value"] == -12.0  # -16 + 0.25 x 16
+    assert "predator_prey_16: within 4 of -16" in both["definitions"]["basins"]
+    assert not any(t["env"] == "predator_prey_16" for t in alone["definitions"]["thresholds"])
+
+
+def test_basins_and_thresholds_follow_the_team_size(tmp_path):
+    make_runs(tmp_path, envs=("predator_prey_16",), hiddens=(64,), seeds=(0, 1, 2))
+    per_run = run_statistics(verdict_grid(aggregate_runs([tmp_path])), last_k=5)
+    assert set(per_run["threshold"]) == {-12.0}
+    # default_level: a third of the seeds sit at -16 (the avoid level of 16 agents)
+    avoid = per_run[per_run["basin"] == "avoid"]
+    assert len(avoid) and ((avoid["final"] + 16).abs() < 4).all()
+    assert set(per_run["basin"]) <= {"avoid", "capture"}

@@ -212,3 +212,37 @@ def test_parameter_counts_must_agree_across_seeds(grid_csv):
     df.loc[df.index[0], "n_params"] = 1
     with pytest.raises(AnalysisInputError, match="disagree"):
         tables.param_count_table(df)
+
+
+def test_team_size_figures(tmp_path):
+    from synthetic_runs import team_size
+
+    envs = ("predator_prey", "predator_prey_8", "predator_prey_16")
+    make_runs(tmp_path / "runs", envs=envs, hiddens=(64,), seeds=(0, 1, 2, 3))
+    df = aggregate_runs([tmp_path / "runs"])
+    out = tmp_path / "fig"
+    manifest = figures.write_figures(df, out, last_k=5, n_boot=N_BOOT, seed=0)
+    scale = {f["statistic"]: f for f in manifest["figures"] if f["kind"] == "scale"}
+    assert set(scale) == {"final", "auc", "cost"}
+    assert scale["cost"]["name"] == "scale_cost_predator_prey_h64_native"
+    assert scale["cost"]["metric"] == "wall_time" and scale["final"]["envs"] == list(envs)
+    final = final_performance(df, last_k=5)
+    for stat, spec in scale.items():
+        img = mpimg.imread(out / f"{spec['name']}.png")
+        assert img.shape[0] >= 400 and img[..., :3].std() > 0.05
+        assert (out / f"{spec['name']}.pdf").read_bytes().startswith(b"%PDF")
+        side = pd.read_csv(out / f"{spec['name']}.csv")
+        assert sorted(set(side["team_size"])) == [4, 8, 16] and set(side["n_seeds"]) == {4}
+        assert (side["ci_low"] <= side["iqm"]).all() and (side["iqm"] <= side["ci_high"]).all()
+        row = side[(side["method"] == "PS+IQL+COMM") & (side["team_size"] == 16)].iloc[0]
+        runs = df[(df["env"] == "predator_prey_16") & (df["method"] == "PS+IQL+COMM")]
+        if stat == "final":  # per agent: the team return over 16
+            want = stats.iqm(final.loc[final["run_dir"].isin(runs["run_dir"]), "final"] / 16)
+        elif stat == "cost":  # synthetic runs train at 200 / sqrt(team / 4) env steps a second
+            want = 1e3 / (200 / np.sqrt(team_size("predator_prey_16") / 4))
+        else:
+            continue
+        assert row["iqm"] == pytest.approx(want)
+    # one team size: no team-size figures (the paper's grids draw what they drew before)
+    alone = figures.write_figures(df[df["env"] == "predator_prey_8"], tmp_path / "one", n_boot=50)
+    assert not [f for f in alone["figures"] if f["kind"] == "scale"]

@@ -174,3 +174,23 @@ def test_steps_to_threshold_first_crossing_and_censoring():
     # Strictly above: reaching the threshold exactly does not count.
     assert stats.steps_to_threshold(steps, [-4, -3, -3, -3], -3.0, censor_at=40) == (40.0, False)
     assert stats.steps_to_threshold(steps, [-4.0] * 4, -3.0, censor_at=40) == (40.0, False)
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "basin"),
+    [
+        ("predator_prey", -4.9, "avoid"),
+        ("predator_prey", -2.5, "capture"),
+        ("predator_prey_16", -16.0, "avoid"),
+        ("predator_prey_16", -12.5, "avoid"),  # within 0.25 per agent (4.0) of -16
+        ("predator_prey_16", -4.0, "capture"),  # the 4-agent avoid level is a capture here
+        ("predator_prey_16", -20.5, "penalised"),
+        ("predator_prey_8", -8.0, "avoid"),
+        ("predator_prey_8", -5.5, "capture"),
+        ("3s_vs_5z", -4.0, None),
+    ],
+)
+def test_basins_per_env(env, value, basin):
+    assert stats.classify_env_basin(env, value) == basin
+    if env == "predator_prey":  # the paper's levels are the defaults
+        assert stats.basin_levels(env) == (stats.PREDATOR_PREY_AVOID_RETURN, stats.BASIN_TOL)

@@ -117,3 +117,63 @@ def test_unknown_env_and_bad_default_backend_are_refused():
                 metric_label="r",
             )
         )
+
+
+@pytest.mark.parametrize(
+    "name, grid, n_agents, n_preys",
+    [
+        ("predator_prey", (7, 7), 4, 2),
+        ("predator_prey_8", (10, 10), 8, 4),
+        ("predator_prey_16", (14, 14), 16, 8),
+    ],
+)
+def test_predator_prey_team_sizes_are_valid_entries(name, grid, n_agents, n_preys):
+    from ficomm.envs.predator_prey import PAPER_DEFAULTS, make_geometry
+
+    spec = envs.env_spec(name)
+    geo = make_geometry(**envs.env_params(name))  # validates: everyone fits at reset
+    assert (geo.rows, geo.cols, geo.n_agents, geo.n_preys) == (*grid, n_agents, n_preys)
+    assert geo.view == (5, 5) and geo.prey_move_probs == PAPER_DEFAULTS["prey_move_probs"]
+    assert geo.prey_capture_reward == PAPER_DEFAULTS["prey_capture_reward"]
+    assert (geo.penalty, geo.step_cost, geo.max_steps) == (-0.75, -0.01, 100)
+    assert spec.team_size == n_agents and spec.family_name == "predator_prey" and spec.basins
+    assert spec.avoid_return == pytest.approx(n_agents * geo.max_steps * geo.step_cost)
+    assert spec.basin_tol == pytest.approx(0.25 * n_agents)
+    native = spec.backends["native"]
+    assert native.max_return == n_preys * n_agents * geo.prey_capture_reward  # 40 for 4 and 2
+    env = envs.make_vector_env(name, "native", 3, seed=0)
+    assert env.info.n_agents == n_agents and env.info.state_size == 2 * n_agents + 3 * n_preys + 1
+    step = env.reset()
+    assert step.obs.shape == (3, n_agents, 28)
+    # A team that does nothing: every agent pays the step cost each step (unless a prey walks
+    # into a lone predator); the avoid level is the sum of those costs.
+    single = envs.make_env(name, "native", seed=1)
+    single.reset()
+    total, done = 0.0, False
+    while not done:
+        s = single.step(np.full(n_agents, 4))
+        total, done = total + s.reward, s.terminated or s.truncated
+    assert total <= spec.avoid_return + 1e-9
+
+
+def test_run_env_args_override_the_entry_and_bad_sizes_name_the_fields():
+    env = envs.make_env("predator_prey_8", "native", seed=0, n_preys=2, penalty=-0.5)
+    assert env.info.n_agents == 8 and env.info.state_size == 2 * 8 + 3 * 2 + 1
+    assert envs.env_params("predator_prey_16", grid_shape=(20, 20))["grid_shape"] == (20, 20)
+    with pytest.raises(envs.ConfigError, match=r"n_agents \+ n_preys: 16 \+ 8 .* 5x5 grid"):
+        envs.make_env("predator_prey_16", "native", grid_shape=(5, 5))
+    with pytest.raises(envs.ConfigError, match=r"n_agents \+ n_preys"):
+        envs.make_vector_env("predator_prey_8", "native", 2, grid_shape=(4, 4))
+    with pytest.raises(envs.ConfigError, match="basins=True needs avoid_return"):
+        envs.register_env(
+            envs.EnvSpec(
+                name="y",
+                title="y",
+                backends={"a": envs.BackendSpec(title="a", single=Corridor)},
+                default_backend="a",
+                default_budget=1,
+                metric="eval_return_mean",
+                metric_label="r",
+                basins=True,
+            )
+        )

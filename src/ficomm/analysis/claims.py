@@ -75,6 +75,7 @@ from ficomm.analysis.aggregate import (
 from ficomm.envs import ENV_NAMES, env_spec
 
 DEFAULT_MIN_SEEDS = 3
+PAPER_ENVS = ("predator_prey", "3s_vs_5z")
 # Claim 4's equivalence margin on the 3s_vs_5z test win rate: 10 percentage points. Below
 # FLOOR both arms barely win, and "no difference" would say nothing about communication.
 WIN_RATE_MARGIN = 0.10
@@ -93,19 +94,39 @@ STATISTIC_TITLES = {
 LOWER_IS_BETTER = {"threshold_steps"}
 STEPS_MARGIN_FRACTION = 0.10
 
+
 # The threshold of `threshold_steps`, per (env, metric), stated here only: (value, meaning).
-# A run reaches it at its first evaluation whose metric is strictly above the value.
+# A run reaches it at its first evaluation whose metric is strictly above the value. Every env
+# with basins (PredatorPrey at each team size) uses the top of its avoid band.
+def _basin_threshold(env: str) -> tuple[float, str]:
+    avoid, tol = stats.basin_levels(env)
+    return (
+        avoid + tol,
+        f"team return above the avoid basin ({avoid:.1f} + {tol:.1f}, the 'capture' basin): the "
+        "first evaluation at which the team captures",
+    )
+
+
 THRESHOLDS: dict[tuple[str, str], tuple[float, str]] = {
-    ("predator_prey", "eval_return_mean"): (
-        stats.PREDATOR_PREY_AVOID_RETURN + stats.BASIN_TOL,
-        "team return above the avoid basin (-4.0 + 1.0, the 'capture' basin): the first "
-        "evaluation at which the team captures",
-    ),
+    **{
+        (e, "eval_return_mean"): _basin_threshold(e)
+        for e in ENV_NAMES
+        if stats.basin_levels(e) is not None
+    },
     ("3s_vs_5z", "eval_win_rate"): (
         0.5,
         "test win rate above 0.5: the first evaluation that wins most of its episodes",
     ),
 }
+
+
+def threshold_for(env: str, metric: str) -> tuple[float, str] | None:
+    """THRESHOLDS' entry, or for an env with basins registered later, its avoid band's top."""
+    if (env, metric) in THRESHOLDS:
+        return THRESHOLDS[(env, metric)]
+    if metric == "eval_return_mean" and stats.basin_levels(env) is not None:
+        return _basin_threshold(env)
+    return None
 
 
 _DECIDED_BY = (
@@ -121,19 +142,38 @@ def _max_return(env: str, backend: str) -> float | None:
     return b.max_return if b else None
 
 
+def _team_size(env: str) -> int:
+    size = env_spec(env).team_size if env in ENV_NAMES else None
+    if not size:
+        raise AnalysisInputError(f"env: {env!r} has no team_size in its registry entry")
+    return size
+
+
 @dataclass(frozen=True)
 class Contrast:
-    """One comparison: arms name -> (method, hidden), weights name -> w."""
+    """One comparison: arms name -> (method, hidden) in `env`, or (method, hidden, env) for an
+    arm in another env of the same backend (team sizes); weights name -> w."""
 
     label: str
     env: str
-    arms: dict[str, tuple[str, int]]
+    arms: dict[str, tuple]
     weights: dict[str, float]
     kind: str = "superiority"  # or "equivalence"
     margin: float | None = None
     metric: str | None = None  # None: the env's primary metric
     primary: bool = True
     floor: float | None = None  # equivalence only: uninformative when both arms are below
+    # Return statistics (final, auc) divided by each arm's team size, so that arms of different
+    # team sizes compare per agent (steps to threshold are left as they are).
+    per_agent: bool = False
+
+    def arm_env(self, name: str) -> str:
+        return self.arms[name][2] if len(self.arms[name]) > 2 else self.env
+
+    def arm_label(self, name: str) -> str:
+        method, hidden = self.arms[name][:2]
+        own = f"{self.arms[name][2]} " if len(self.arms[name]) > 2 else ""
+        return f"{own}{method} H{hidden}"
 
 
 @dataclass(frozen=True)
@@ -268,6 +308,57 @@ def claims_for() -> list[Claim]:
     ]
 
 
+# The env family whose registry entries differ only in team size (beyond the paper).
+SCALE_FAMILY = "predator_prey"
+
+
+def team_sizes(family: str = SCALE_FAMILY) -> list[tuple[int, str]]:
+    """(team size, env) of the registered envs of `family`, smallest team first."""
+    return sorted(
+        (env_spec(e).team_size, e)
+        for e in ENV_NAMES
+        if env_spec(e).family_name == family and env_spec(e).team_size
+    )
+
+
+def beyond_paper_claims() -> list[Claim]:
+    """Questions the paper does not ask, tested like its claims and reported apart from them
+    (they never change the paper's five verdicts)."""
+    sizes = team_sizes()
+    arm = ("NPS+IQL+COMM", DEFAULT_HIDDEN), ("NPS+IQL", DEFAULT_HIDDEN)
+    c6 = [
+        Contrast(f"{env} (team {n}) H{DEFAULT_HIDDEN}: NPS+IQL+COMM - NPS+IQL", env, *_diff(*arm))
+        for n, env in sizes
+    ]
+    if len(sizes) > 1:
+        (n0, small), (n1, large) = sizes[0], sizes[-1]
+        c6.append(
+            Contrast(
+                f"(NPS+IQL+COMM - NPS+IQL) per agent: team {n1} ({large}) - team {n0} ({small})",
+                large,
+                *_interaction(
+                    (*arm[0], large), (*arm[1], large), (*arm[0], small), (*arm[1], small)
+                ),
+                primary=False,
+                per_agent=True,
+            )
+        )
+    team_list = ", ".join(str(n) for n, _ in sizes)
+    return [
+        Claim(
+            6,
+            "Beyond the paper: NPS+COMM's gain over NPS holds as the team grows (PredatorPrey "
+            "with more predators and prey on larger grids, every other rule as in the paper).",
+            f"PredatorPrey, H {DEFAULT_HIDDEN}, at every team size ({team_list} predators): team "
+            "return of NPS+IQL+COMM minus NPS+IQL > 0. Untested until every team size has runs. "
+            f"Secondary: the gain per agent (returns divided by the team size) at the largest "
+            "team minus at the smallest (negative: the gain shrinks as the team grows)."
+            + _DECIDED_BY,
+            c6,
+        )
+    ]
+
+
 def run_statistics(grid: pd.DataFrame, last_k: int = DEFAULT_LAST_K) -> pd.DataFrame:
     """One row per (run, metric) for the env's primary metric and, where present, the return:
     the run's configuration, `final` (mean of its last `last_k` evaluations), `auc`
@@ -306,7 +397,7 @@ def run_statistics(grid: pd.DataFrame, last_k: int = DEFAULT_LAST_K) -> pd.DataF
             row.update(metric=metric, budget=budget, eval_interval=interval)
             row["final"] = float(run[metric].dropna().tail(last_k).mean())
             row["auc"] = stats.normalised_auc(steps, values, budget)
-            threshold = THRESHOLDS.get((env, metric))
+            threshold = threshold_for(env, metric)
             if threshold is None:
                 row.update(threshold=math.nan, threshold_steps=math.nan, reached=None)
             else:
@@ -314,8 +405,8 @@ def run_statistics(grid: pd.DataFrame, last_k: int = DEFAULT_LAST_K) -> pd.DataF
                     steps, values, threshold[0], censor_at=budget + interval
                 )
                 row.update(threshold=threshold[0], threshold_steps=at, reached=reached)
-            basins = env in ENV_NAMES and env_spec(env).basins and metric == "eval_return_mean"
-            row["basin"] = stats.classify_basin(row["final"]) if basins else None
+            basins = metric == "eval_return_mean"
+            row["basin"] = stats.classify_env_basin(env, row["final"]) if basins else None
             rows.append(row)
     columns = keys + ["metric", "budget", "eval_interval", "final", "auc", "threshold"]
     columns += ["threshold_steps", "reached", "basin"]
@@ -341,17 +432,20 @@ def evaluate_contrast(
     """Every statistic's effect, CI, probability of improvement and verdict for one contrast
     in one (env, backend). The top-level effect, CI, verdict, seeds_to_decide, note and arms
     are those of the deciding statistic (the AUC); `statistics` holds all three."""
-    sel = per_run[(per_run["env"] == c.env) & (per_run["backend"] == backend)]
+    envs = {c.env} | {c.arm_env(n) for n in c.arms}
+    sel = per_run[per_run["env"].isin(envs) & (per_run["backend"] == backend)]
     metric = c.metric or primary_metric(c.env)[0]
     sel = sel[sel["metric"] == metric]
     margin = c.margin
     if c.kind == "equivalence" and margin is None:
         margin = 0.1 * (_max_return(c.env, backend) or math.nan)
     runs = {
-        name: sel[(sel["method"] == method) & (sel["hidden"] == hidden)]
-        for name, (method, hidden) in c.arms.items()
+        name: sel[
+            (sel["env"] == c.arm_env(name)) & (sel["method"] == arm[0]) & (sel["hidden"] == arm[1])
+        ]
+        for name, arm in c.arms.items()
     }
-    missing = [f"{c.arms[n][0]} H{c.arms[n][1]}" for n, r in runs.items() if r.empty]
+    missing = [c.arm_label(n) for n, r in runs.items() if r.empty]
     budget = float(sel["budget"].max()) if len(sel) else math.nan
     statistics = {}
     for stat in STATISTICS:
@@ -362,7 +456,7 @@ def evaluate_contrast(
         statistics[stat] = _evaluate_statistic(
             c, stat, runs, m, n_boot=n_boot, seed=seed, min_seeds=min_seeds, backend=backend
         )
-    threshold = THRESHOLDS.get((c.env, metric))
+    threshold = threshold_for(c.env, metric)
     out = {
         "label": c.label,
         "env": c.env,
@@ -418,13 +512,15 @@ def _evaluate_statistic(
     out = _untested("", None)
     out.update(better="lower" if lower else "higher", margin=margin, seeds_to_decide=None)
     values = {n: r[stat].to_numpy(dtype=float) for n, r in runs.items()}
+    if c.per_agent and stat in ("auc", "final"):
+        values = {n: v / _team_size(c.arm_env(n)) for n, v in values.items()}
     if any(np.isnan(v).all() for v in values.values()):
         metric = next(iter(runs.values()))["metric"].iloc[0]
         out["note"] = f"no threshold defined for {metric} on {c.env}"
         return out
     res = stats.bootstrap_contrast(values, c.weights, estimator="iqm", n_boot=n_boot, seed=seed)
     for name, a in res["arms"].items():
-        a["config"] = f"{c.arms[name][0]} H{c.arms[name][1]}"
+        a["config"] = c.arm_label(name)
         if stat == "threshold_steps":
             a["reached"] = int(runs[name]["reached"].astype(bool).sum())
             a["reached_fraction"] = a["reached"] / a["n"]
@@ -567,7 +663,7 @@ def configuration_summary(per_run: pd.DataFrame) -> list[dict]:
                 "n_seeds": int(len(g)),
                 "final_iqm": stats.iqm(g["final"]),
                 "auc_iqm": stats.iqm(g["auc"]),
-                "threshold": THRESHOLDS.get((env, primary_metric(env)[0]), (None,))[0],
+                "threshold": (threshold_for(env, primary_metric(env)[0]) or (None,))[0],
                 "reached": None,
                 "threshold_steps_iqm": None,
                 "basins": None,
@@ -598,36 +694,20 @@ def replication_report(
     reference = reference or {}
     ref_claims = {int(k): v for k, v in (reference.get("claims") or {}).items()}
 
-    claims = []
-    for claim in claims_for():
-        results = []
-        for c in claim.contrasts:
-            for backend in backends.get(c.env, []) or ["(none)"]:
-                results.append(
-                    evaluate_contrast(
-                        c, per_run, backend, n_boot=n_boot, seed=seed, min_seeds=min_seeds
-                    )
-                )
-        primary = [r for r in results if r["primary"]]
-        by_stat = {}
-        for stat in STATISTICS:
-            v, n = combine([r["statistics"][stat] for r in primary])
-            by_stat[stat] = {"verdict": v, "seeds_to_decide": n}
-        ref = ref_claims.get(claim.id, {})
-        claims.append(
-            {
-                "id": claim.id,
-                "text": claim.text,
-                "operationalisation": claim.operationalisation,
-                "verdict": by_stat[DECIDING_STATISTIC]["verdict"],
-                "seeds_to_decide": by_stat[DECIDING_STATISTIC]["seeds_to_decide"],
-                "deciding_statistic": DECIDING_STATISTIC,
-                "verdicts_by_statistic": by_stat,
-                "reference": ref,
-                "reference_comparison": _compare_reference(ref, primary),
-                "contrasts": results,
-            }
-        )
+    claims = [
+        _evaluate_claim(claim, per_run, backends, ref_claims, n_boot, seed, min_seeds)
+        for claim in claims_for()
+    ]
+    beyond = []
+    for claim in beyond_paper_claims():
+        c = _evaluate_claim(claim, per_run, backends, ref_claims, n_boot, seed, min_seeds)
+        primary = [r for r in c["contrasts"] if r["primary"]]
+        if any(r["verdict"] == "untested" for r in primary) and c["verdict"] != "untested":
+            # A claim about team sizes says nothing until every team size has run.
+            c.update(verdict="untested", seeds_to_decide=None)
+            for v in c["verdicts_by_statistic"].values():
+                v.update(verdict="untested", seeds_to_decide=None)
+        beyond.append({**c, "beyond_paper": True})
     metrics = {env: primary_metric(env)[0] for env in sorted(backends)}
     return {
         "ficomm_version": ficomm.__version__,
@@ -652,12 +732,9 @@ def replication_report(
             "thresholds": [
                 {"env": e, "metric": m, "value": v, "meaning": text}
                 for (e, m), (v, text) in THRESHOLDS.items()
+                if e in PAPER_ENVS or e in backends
             ],
-            "basins": (
-                "PredatorPrey, from the final team return: avoid within "
-                f"{stats.BASIN_TOL:g} of {stats.PREDATOR_PREY_AVOID_RETURN:g} (no capture, no "
-                "penalty), capture above, penalised below"
-            ),
+            "basins": _basins_definition(sorted(backends)),
             "metrics": metrics,
             "estimator": (
                 "IQM (interquartile mean, rliable): scipy.stats.trim_mean(x, 0.25) over the "
@@ -680,7 +757,61 @@ def replication_report(
         "configurations": configuration_summary(per_run),
         "runs_left_out": runs_left_out(df),
         "claims": claims,
+        "beyond_paper": beyond,
     }
+
+
+def _evaluate_claim(
+    claim: Claim,
+    per_run: pd.DataFrame,
+    backends: dict[str, list[str]],
+    ref_claims: dict,
+    n_boot: int,
+    seed: int,
+    min_seeds: int,
+) -> dict:
+    """One claim's contrasts in every backend of their env, and its combined verdicts."""
+    results = []
+    for c in claim.contrasts:
+        for backend in backends.get(c.env, []) or ["(none)"]:
+            results.append(
+                evaluate_contrast(
+                    c, per_run, backend, n_boot=n_boot, seed=seed, min_seeds=min_seeds
+                )
+            )
+    primary = [r for r in results if r["primary"]]
+    by_stat = {}
+    for stat in STATISTICS:
+        v, n = combine([r["statistics"][stat] for r in primary])
+        by_stat[stat] = {"verdict": v, "seeds_to_decide": n}
+    ref = ref_claims.get(claim.id, {})
+    return {
+        "id": claim.id,
+        "text": claim.text,
+        "operationalisation": claim.operationalisation,
+        "verdict": by_stat[DECIDING_STATISTIC]["verdict"],
+        "seeds_to_decide": by_stat[DECIDING_STATISTIC]["seeds_to_decide"],
+        "deciding_statistic": DECIDING_STATISTIC,
+        "verdicts_by_statistic": by_stat,
+        "reference": ref,
+        "reference_comparison": _compare_reference(ref, primary),
+        "contrasts": results,
+    }
+
+
+def _basins_definition(envs: list[str]) -> str:
+    """The paper's PredatorPrey basins, and those of the other team sizes in the data."""
+    text = (
+        "PredatorPrey, from the final team return: avoid within "
+        f"{stats.BASIN_TOL:g} of {stats.PREDATOR_PREY_AVOID_RETURN:g} (no capture, no "
+        "penalty), capture above, penalised below"
+    )
+    others = [(e, stats.basin_levels(e)) for e in envs if e != "predator_prey"]
+    others = [f"{e}: within {lv[1]:g} of {lv[0]:g}" for e, lv in others if lv is not None]
+    if others:
+        text += " (0.25 per agent around the step costs of a whole episode; " + "; ".join(others)
+        text += ")"
+    return text
 
 
 def write_report(report: dict, out_dir: str | Path) -> list[Path]:
@@ -828,45 +959,72 @@ def render_markdown(report: dict) -> str:
                 f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}] | {_fmt(v['reference_inside_ci'])} |"
             )
     for c in report["claims"]:
-        ref = c["reference"]
+        lines += _claim_lines(c)
+    beyond = report.get("beyond_paper") or []
+    if beyond:
         lines += [
             "",
-            f"## Claim {c['id']}: {c['verdict']}",
+            "## Beyond the paper",
             "",
-            f"Claim: {c['text']}",
+            "Questions the paper does not ask, tested with the same statistics; they do not "
+            "enter the paper's verdicts above.",
             "",
-            f"Tested as: {c['operationalisation']}",
-            "",
+            *verdict_table({"claims": beyond}),
+        ]
+        for c in beyond:
+            lines += _claim_lines(c)
+    return "\n".join(lines) + "\n"
+
+
+def _claim_lines(c: dict) -> list[str]:
+    """One claim's section of the report: its reference and every contrast."""
+    ref = c["reference"]
+    if c.get("beyond_paper"):
+        heading = f"## Claim {c['id']} (beyond the paper): {c['verdict']}"
+        paper = "Paper (reference): not a claim of the paper; nothing to compare with."
+    else:
+        heading = f"## Claim {c['id']}: {c['verdict']}"
+        paper = (
             f"Paper (reference): direction `{ref.get('direction', 'unknown')}`, "
             f"value {ref.get('value', 'unknown')}"
             + (f" ({ref['source']})" if ref.get("source") else "")
-            + f". {c['reference_comparison']}",
-            "",
-            "| contrast | backend | primary | statistic | arms (n seeds: IQM) | effect (IQM) | "
-            "95% CI | P(A better) [95% CI] | verdict | seeds to decide | note |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in c["contrasts"]:
-            stat_rows = r.get("statistics") or {DECIDING_STATISTIC: r}
-            if all(s["verdict"] == "untested" for s in stat_rows.values()) and r["note"]:
-                stat_rows = {"all": r}  # arms without runs: one row says it for every statistic
-            for stat, s in stat_rows.items():
-                fmt = _fmt_steps if stat == "threshold_steps" else _fmt
-                title = STATISTIC_TITLES.get(stat, stat)
-                if stat == r.get("deciding_statistic"):
-                    title = f"**{title}** (decides)"
-                ci = "" if s["ci_low"] is None else f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]"
-                poi = (
-                    ""
-                    if s.get("poi") is None
-                    else (f"{s['poi']:.2f} [{_fmt(s['poi_ci_low'])}, {_fmt(s['poi_ci_high'])}]")
-                )
-                lines.append(
-                    f"| {r['label']} | {r['backend']} | {'yes' if r['primary'] else 'no'} | "
-                    f"{title} | {_fmt_arms(s['arms'], fmt)} | {fmt(s['effect'])} | {ci} | {poi} | "
-                    f"{s['verdict']} | {_fmt(s['seeds_to_decide'])} | {s['note']} |"
-                )
-    return "\n".join(lines) + "\n"
+            + f". {c['reference_comparison']}"
+        )
+    lines = [
+        "",
+        heading,
+        "",
+        f"Claim: {c['text']}",
+        "",
+        f"Tested as: {c['operationalisation']}",
+        "",
+        paper,
+        "",
+        "| contrast | backend | primary | statistic | arms (n seeds: IQM) | effect (IQM) | "
+        "95% CI | P(A better) [95% CI] | verdict | seeds to decide | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in c["contrasts"]:
+        stat_rows = r.get("statistics") or {DECIDING_STATISTIC: r}
+        if all(s["verdict"] == "untested" for s in stat_rows.values()) and r["note"]:
+            stat_rows = {"all": r}  # arms without runs: one row says it for every statistic
+        for stat, s in stat_rows.items():
+            fmt = _fmt_steps if stat == "threshold_steps" else _fmt
+            title = STATISTIC_TITLES.get(stat, stat)
+            if stat == r.get("deciding_statistic"):
+                title = f"**{title}** (decides)"
+            ci = "" if s["ci_low"] is None else f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]"
+            poi = (
+                ""
+                if s.get("poi") is None
+                else (f"{s['poi']:.2f} [{_fmt(s['poi_ci_low'])}, {_fmt(s['poi_ci_high'])}]")
+            )
+            lines.append(
+                f"| {r['label']} | {r['backend']} | {'yes' if r['primary'] else 'no'} | "
+                f"{title} | {_fmt_arms(s['arms'], fmt)} | {fmt(s['effect'])} | {ci} | {poi} | "
+                f"{s['verdict']} | {_fmt(s['seeds_to_decide'])} | {s['note']} |"
+            )
+    return lines
 
 
 def _fmt_arms(arms: dict, fmt) -> str:

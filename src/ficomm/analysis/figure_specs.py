@@ -9,6 +9,10 @@ from __future__ import annotations
 import pandas as pd
 
 from ficomm.analysis.aggregate import DEFAULT_HIDDEN, METHODS, method_slug
+from ficomm.envs import ENV_NAMES, env_spec
+
+# Figures against team size (beyond the paper): what each plots.
+SCALE_STATISTICS = ("final", "auc", "cost")
 
 # The paper's Figure 5: PS+IQL (a) and PS+IQL+COMM (b) across hidden sizes on 3s_vs_5z.
 PAPER_FIGURE_NAMES = {
@@ -45,7 +49,36 @@ def figure_specs(df: pd.DataFrame) -> list[dict]:
         specs.append(
             dict(name=f"final_seeds_{env}_{backend}", kind="seeds", env=env, backend=backend)
         )
+    for family, backend, sizes in scale_groups(df):
+        for statistic in SCALE_STATISTICS:
+            specs.append(
+                dict(
+                    name=f"scale_{statistic}_{family}_h{DEFAULT_HIDDEN}_{backend}",
+                    kind="scale",
+                    statistic=statistic,
+                    family=family,
+                    env=sizes[0][1],
+                    envs=[e for _, e in sizes],
+                    backend=backend,
+                )
+            )
     return specs
+
+
+def scale_groups(df: pd.DataFrame) -> list[tuple[str, str, list[tuple[int, str]]]]:
+    """(family, backend, [(team size, env), ...] smallest first) for every env family (registry
+    entries differing in team size) with H 64 runs at two or more team sizes in one backend."""
+    groups: dict[tuple[str, str], set[tuple[int, str]]] = {}
+    for env, backend in env_backends(df[df["hidden"] == DEFAULT_HIDDEN]):
+        spec = env_spec(env) if env in ENV_NAMES else None
+        if spec is None or not spec.team_size:
+            continue
+        groups.setdefault((spec.family_name, backend), set()).add((spec.team_size, env))
+    return [
+        (family, backend, sorted(sizes))
+        for (family, backend), sizes in sorted(groups.items())
+        if len({n for n, _ in sizes}) > 1
+    ]
 
 
 def env_backends(df: pd.DataFrame) -> list[tuple[str, str]]:

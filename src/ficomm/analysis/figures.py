@@ -6,6 +6,10 @@ learning curves of the four methods at H 64, the hidden-size sweep of every meth
 of final performance for every configuration. Curves are the mean over seeds with a 95%
 bootstrap CI over seeds; x is the nominal environment step of each evaluation.
 
+Beyond the paper, where a grid holds H 64 runs of one env family at several team sizes
+(PredatorPrey with 4, 8, 16 predators): final performance, normalised AUC and training cost
+against team size, one line per method, the IQM over seeds with its stratified-bootstrap 95% CI.
+
 Each figure is written as PDF and PNG plus a CSV sidecar holding exactly the plotted data;
 the `*_data` functions compute those tables and the `plot_*` functions draw them, so tests can
 check both what is plotted and how.
@@ -38,7 +42,9 @@ from ficomm.analysis.aggregate import (  # noqa: E402
     main_grid,
     primary_metric,
 )
+from ficomm.analysis.claims import run_statistics  # noqa: E402
 from ficomm.analysis.figure_specs import figure_specs  # noqa: E402
+from ficomm.envs import env_spec  # noqa: E402
 
 METHOD_COLORS = dict(zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
 HIDDEN_COLORS = {32: "#7fb3d5", 64: "#2e86c1", 128: "#1b2631"}
@@ -96,7 +102,7 @@ def seed_points_data(final: pd.DataFrame, env: str, backend: str) -> pd.DataFram
     for x, (method, hidden) in enumerate(order):
         runs = sel[(sel["method"] == method) & (sel["hidden"] == hidden)].sort_values("seed")
         for _, r in runs.iterrows():
-            basin = stats.classify_basin(r["final"]) if env == "predator_prey" else ""
+            basin = stats.classify_env_basin(env, r["final"]) or ""
             rows.append(
                 {
                     "method": method,
@@ -109,6 +115,63 @@ def seed_points_data(final: pd.DataFrame, env: str, backend: str) -> pd.DataFram
                 }
             )
     return pd.DataFrame(rows, columns=["method", "hidden", "config", "x", "seed", "final", "basin"])
+
+
+SCALE_COLUMNS = ["statistic", "method", "team_size", "env", "iqm", "ci_low", "ci_high", "n_seeds"]
+SCALE_LABELS = {
+    "final": "final return per agent\n(team return / team size, mean of the last {k} evaluations)",
+    "auc": "normalised AUC per agent\n(area under the return curve / budget / team size)",
+    "cost": "training cost: seconds per 1k env steps\n(wall_time / env_steps, whole run)",
+}
+
+
+def run_cost(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: seconds of training per 1k env steps, from its last metrics.csv row (wall_time
+    / env_steps: the whole run, evaluations included). Columns: env, backend, method, hidden,
+    seed, run_dir, cost."""
+    keys = ["env", "backend", "method", "hidden", "seed", "run_dir"]
+    if "wall_time" not in df:
+        return pd.DataFrame(columns=[*keys, "cost"])
+    last = df.sort_values("env_steps").groupby("run_dir", sort=False).tail(1)
+    last = last[last["env_steps"] > 0]
+    return last[keys].assign(cost=1e3 * last["wall_time"].to_numpy() / last["env_steps"])
+
+
+def scale_data(
+    df: pd.DataFrame,
+    envs: list[str],
+    backend: str,
+    statistic: str,
+    *,
+    last_k: int = DEFAULT_LAST_K,
+    n_boot: int = stats.N_BOOT,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per (method, team size) at H 64: IQM over seeds and its 95% stratified-bootstrap CI of
+    `statistic`: 'final' or 'auc' (the env's return statistics of the replication report,
+    divided by the team size: per agent, so that team sizes compare) or 'cost' (seconds per
+    1k env steps, `run_cost`). Columns: SCALE_COLUMNS."""
+    sel = df[df["env"].isin(envs) & (df["backend"] == backend) & (df["hidden"] == DEFAULT_HIDDEN)]
+    if sel.empty:
+        return pd.DataFrame(columns=SCALE_COLUMNS)
+    if statistic == "cost":
+        per_run = run_cost(sel).rename(columns={"cost": "value"})
+    else:
+        per_run = run_statistics(sel, last_k)
+        per_run = per_run[per_run["metric"] == per_run["env"].map(lambda e: primary_metric(e)[0])]
+        size = per_run["env"].map(lambda e: env_spec(e).team_size)
+        per_run = per_run.assign(value=per_run[statistic] / size)
+    rows = []
+    for (method, env), runs in per_run.groupby(["method", "env"], sort=False):
+        point, lo, hi = stats.stratified_bootstrap_iqm(
+            runs["value"].to_numpy(dtype=float), n_boot=n_boot, seed=seed
+        )
+        rows.append([statistic, method, env_spec(env).team_size, env, point, lo, hi, len(runs)])
+    out = pd.DataFrame(rows, columns=SCALE_COLUMNS)
+    rank = {m: i for i, m in enumerate(METHODS)}
+    return out.sort_values(
+        ["method", "team_size"], key=lambda c: c.map(rank).fillna(c)
+    ).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- drawing
@@ -142,7 +205,8 @@ def plot_seed_points(data: pd.DataFrame, *, env: str, title: str, ylabel: str) -
     order = data.drop_duplicates("x").sort_values("x")
     fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(order) + 2), 4.4), layout="constrained")
     jitter = _jitter(data)
-    if env == "predator_prey":
+    levels = stats.basin_levels(env)
+    if levels is not None:
         for basin, part in data.groupby("basin", sort=False):
             ax.scatter(
                 part["x"] + jitter[part.index],
@@ -153,11 +217,11 @@ def plot_seed_points(data: pd.DataFrame, *, env: str, title: str, ylabel: str) -
                 zorder=3,
             )
         ax.axhline(
-            stats.PREDATOR_PREY_AVOID_RETURN,
+            levels[0],
             color="tab:orange",
             linestyle="--",
             linewidth=1,
-            label=f"avoidance level ({stats.PREDATOR_PREY_AVOID_RETURN:g})",
+            label=f"avoidance level ({levels[0]:g})",
         )
         legend_title = "basin of each seed"
     else:
@@ -182,6 +246,42 @@ def plot_seed_points(data: pd.DataFrame, *, env: str, title: str, ylabel: str) -
     return fig
 
 
+def plot_scale(data: pd.DataFrame, *, title: str, ylabel: str, level: float | None) -> Figure:
+    """One line per method against team size (log2 axis): IQM markers, 95% CI error bars; an
+    optional horizontal level (the avoidance return per agent)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    sizes = sorted(set(data["team_size"]))
+    for i, (method, part) in enumerate(data.groupby("method", sort=False)):
+        part = part.sort_values("team_size")
+        x = part["team_size"].to_numpy(dtype=float) * 2 ** ((i - 1.5) * 0.02)  # dodge the bars
+        y = part["iqm"].to_numpy(dtype=float)
+        err = np.vstack([y - part["ci_low"], part["ci_high"] - y])
+        n = int(part["n_seeds"].min())
+        ax.errorbar(
+            x,
+            y,
+            yerr=np.where(np.isnan(err), 0.0, err),
+            marker="o",
+            capsize=3,
+            linewidth=1.6,
+            color=METHOD_COLORS.get(method),
+            label=f"{method} (n>={n} seeds)",
+        )
+    if level is not None:
+        ax.axhline(
+            level, color="tab:orange", linestyle="--", linewidth=1, label=f"avoidance ({level:g})"
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(int(n)) for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("team size (predators)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(title="method (IQM, 95% CI)", fontsize=8, title_fontsize=9, loc="best")
+    return fig
+
+
 # ---------------------------------------------------------------- one call for all of them
 
 
@@ -199,6 +299,8 @@ def make_figure(
     env, backend = spec["env"], spec["backend"]
     _, ylabel = primary_metric(env)
     where = env_title(env, backend)
+    if spec["kind"] == "scale":
+        return _scale_figure(spec, df, n_boot=n_boot, seed=seed, last_k=last_k)
     if spec["kind"] == "methods":
         data = curve_data(
             df, env, backend, [(m, DEFAULT_HIDDEN) for m in METHODS], n_boot=n_boot, seed=seed
@@ -223,6 +325,30 @@ def make_figure(
     data = seed_points_data(final, env, backend)
     title = f"{where}: final performance per seed\n(mean of each run's last {last_k} evaluations)"
     return plot_seed_points(data, env=env, title=title, ylabel=f"final {ylabel}"), data
+
+
+def _scale_figure(spec: dict, df: pd.DataFrame, *, n_boot: int, seed: int, last_k: int):
+    stat, envs = spec["statistic"], spec["envs"]
+    data = scale_data(df, envs, spec["backend"], stat, last_k=last_k, n_boot=n_boot, seed=seed)
+    if data.empty:
+        return None, data
+    family = env_spec(envs[0]).title.split(" ")[0]
+    backend_title = env_spec(envs[0]).backends[spec["backend"]].title
+    what = {"final": "final performance", "auc": "sample efficiency", "cost": "training cost"}
+    title = (
+        f"{family} ({backend_title} backend), H = {DEFAULT_HIDDEN}: {what[stat]} vs team size"
+        "\nIQM over seeds, 95% stratified-bootstrap CI"
+    )
+    level = None
+    if stat != "cost":
+        per_agent = {
+            round(lv[0] / env_spec(e).team_size, 9)
+            for e in envs
+            if (lv := stats.basin_levels(e)) is not None
+        }
+        level = per_agent.pop() if len(per_agent) == 1 else None
+    ylabel = SCALE_LABELS[stat].format(k=last_k)
+    return plot_scale(data, title=title, ylabel=ylabel, level=level), data
 
 
 def write_figures(
@@ -259,9 +385,8 @@ def write_figures(
         plt.close(fig)
         data.to_csv(out_dir / f"{spec['name']}.csv", index=False)
         files.append(f"{spec['name']}.csv")
-        manifest["figures"].append(
-            {**spec, "files": files, "metric": primary_metric(spec["env"])[0]}
-        )
+        metric = "wall_time" if spec.get("statistic") == "cost" else primary_metric(spec["env"])[0]
+        manifest["figures"].append({**spec, "files": files, "metric": metric})
     (out_dir / "figures.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

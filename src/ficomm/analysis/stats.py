@@ -27,12 +27,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats as _sps
 
+from ficomm.envs import ENV_NAMES, env_spec  # the registry only: no backend is imported
+
 N_BOOT = 10_000
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
-# PredatorPrey: every agent pays -0.01 per step for 100 steps, and the team
-# return sums 4 agents, so a team that never meets a prey ends at exactly -4. A capture is
-# worth +5 per agent (+20 team), a lone-predator penalty -0.75 per agent (-3 team).
+# PredatorPrey (the paper's 4 agents): every agent pays -0.01 per step for 100 steps, and the
+# team return sums 4 agents, so a team that never meets a prey ends at exactly -4. A capture is
+# worth +5 per agent (+20 team), a lone-predator penalty -0.75 per agent (-3 team). Other team
+# sizes have their own levels in their registry entries (`basin_levels`).
 PREDATOR_PREY_AVOID_RETURN = -4.0
 BASIN_TOL = 1.0
 BASINS = ("capture", "avoid", "penalised")
@@ -251,17 +254,38 @@ def steps_to_threshold(
     return float(t[order][hit[0]]), True
 
 
+def basin_levels(env: str) -> tuple[float, float] | None:
+    """(avoid return, tolerance) of `env`'s basins from its registry entry: the team return of
+    an episode without capture or penalty (n_agents x max_steps x step_cost, -4 for the
+    paper's 4 agents) and the half-width of the avoid band (0.25 per agent); None for an env
+    without basins or not registered."""
+    if env not in ENV_NAMES or not env_spec(env).basins:
+        return None
+    spec = env_spec(env)
+    return float(spec.avoid_return), float(spec.basin_tol)
+
+
+def classify_env_basin(env: str, final_return: float) -> str | None:
+    """`classify_basin` at `env`'s own levels; None for an env without basins."""
+    levels = basin_levels(env)
+    if levels is None:
+        return None
+    return classify_basin(final_return, avoid_return=levels[0], tol=levels[1])
+
+
 def classify_basin(
     final_return: float,
     *,
     avoid_return: float = PREDATOR_PREY_AVOID_RETURN,
     tol: float = BASIN_TOL,
 ) -> str:
-    """PredatorPrey basin of one run from its final team return.
+    """PredatorPrey basin of one run from its final team return (the defaults are the paper's
+    4-agent levels; `classify_env_basin` uses an env's own).
 
     'avoid': within `tol` of the step-cost-only return (agents keep away from the prey, no
-    penalty, no capture); 'capture': above that band (one capture is +20, so a run capturing in
-    a few percent of episodes clears it); 'penalised': below it (lone-predator penalties).
+    penalty, no capture); 'capture': above that band (one capture is +5 per agent, so a run
+    capturing in a few percent of episodes clears it); 'penalised': below it (lone-predator
+    penalties).
     """
     if math.isnan(final_return):
         return "nan"

@@ -11,7 +11,7 @@ when used, and so that the analysis (which reads titles and metrics here) never 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ficomm.envs.base import ConfigError, EnvInfo, MultiAgentEnv, Step, VectorEnv
@@ -41,6 +41,19 @@ class EnvSpec:
     metric: str  # the metrics.csv column the environment is judged by
     metric_label: str
     basins: bool = False  # PredatorPrey's capture / avoid / penalised outcome classes
+    # The environment's own settings, passed to its constructors under the run's env_args
+    # (the run's keys win): one simulator serves several entries (PredatorPrey's team sizes).
+    env_args: dict[str, Any] = field(default_factory=dict)
+    family: str = ""  # entries of one family differ only in team size ("" = the name)
+    team_size: int | None = None  # agents per team (x axis of the team-size figures)
+    # With basins: the team return of an episode without capture or penalty (every agent pays
+    # the step cost for the whole episode), and the half-width of the "avoid" band around it.
+    avoid_return: float | None = None
+    basin_tol: float | None = None
+
+    @property
+    def family_name(self) -> str:
+        return self.family or self.name
 
 
 _ENVS: dict[str, EnvSpec] = {}
@@ -54,30 +67,80 @@ def register_env(spec: EnvSpec) -> EnvSpec:
             f"{spec.name}: default_backend {spec.default_backend!r} is not one of its backends "
             f"{sorted(spec.backends)}"
         )
+    if spec.basins and (spec.avoid_return is None or spec.basin_tol is None):
+        raise ConfigError(f"{spec.name}: basins=True needs avoid_return and basin_tol")
     _ENVS[spec.name] = spec
     ENV_NAMES[:] = sorted(_ENVS)
     return spec
 
 
-register_env(
-    EnvSpec(
-        name="predator_prey",
-        title="PredatorPrey 7x7",
+# PredatorPrey's basins: -0.01 per agent per step over 100 steps; the "avoid" band is 0.25 per
+# agent wide (1.0 for 4 agents), so that on every team size it admits the same numbers of
+# captures (+5 per agent) and lone-predator penalties (-0.75 per agent) per episode.
+_PP_STEP_COST, _PP_MAX_STEPS, _PP_CAPTURE, _PP_TOL_PER_AGENT = -0.01, 100, 5.0, 0.25
+
+
+def _predator_prey(
+    name: str, title: str, grid: tuple[int, int], n_agents: int, n_preys: int, **backend: Any
+) -> EnvSpec:
+    """A PredatorPrey entry: the paper's rules, `n_agents` predators and `n_preys` prey."""
+    env_args = {}
+    if (grid, n_agents, n_preys) != ((7, 7), 4, 2):  # the port's defaults are the paper's
+        env_args = {"grid_shape": grid, "n_agents": n_agents, "n_preys": n_preys}
+    return EnvSpec(
+        name=name,
+        title=title,
         backends={
             "native": BackendSpec(
                 title="native",
                 single="ficomm.envs.predator_prey:PredatorPrey",
                 vector="ficomm.envs.predator_prey:VectorPredatorPrey",
-                max_return=40.0,  # both prey captured by all 4 agents at once: 2 x 4 x 5
-                mem_mb=2000,
-                steps_per_second=250,
+                # every prey captured at once by all agents, each agent paid the capture reward
+                max_return=n_preys * n_agents * _PP_CAPTURE,
+                **backend,
             )
         },
         default_backend="native",
         default_budget=1_000_000,
         metric="eval_return_mean",
-        metric_label="team return (sum over 4 agents)",
+        metric_label=f"team return (sum over {n_agents} agents)",
         basins=True,
+        env_args=env_args,
+        family="predator_prey",
+        team_size=n_agents,
+        avoid_return=n_agents * _PP_MAX_STEPS * _PP_STEP_COST,
+        basin_tol=n_agents * _PP_TOL_PER_AGENT,
+    )
+
+
+# The paper's 7x7 grid with 4 predators and 2 prey, and larger teams at the same density of
+# predators (about 0.08 per cell) and prey (half as many as predators). Speed scales as 1/n
+# (cost per agent-step is about flat, bench/results/scale.md); memory adds the larger buffer.
+register_env(
+    _predator_prey(
+        "predator_prey", "PredatorPrey 7x7", (7, 7), 4, 2, mem_mb=2000, steps_per_second=250
+    )
+)
+register_env(
+    _predator_prey(
+        "predator_prey_8",
+        "PredatorPrey 10x10, 8 predators",
+        (10, 10),
+        8,
+        4,
+        mem_mb=2500,
+        steps_per_second=125,
+    )
+)
+register_env(
+    _predator_prey(
+        "predator_prey_16",
+        "PredatorPrey 14x14, 16 predators",
+        (14, 14),
+        16,
+        8,
+        mem_mb=3500,
+        steps_per_second=60,
     )
 )
 register_env(
@@ -105,6 +168,7 @@ register_env(
         default_budget=3_000_000,
         metric="eval_win_rate",
         metric_label="test win rate (fraction of episodes)",
+        team_size=3,
     )
 )
 
@@ -140,16 +204,23 @@ def _resolve(env: str, backend: str, vector: bool):
     return getattr(importlib.import_module(module), attr)
 
 
+def env_params(env: str, **params: Any) -> dict[str, Any]:
+    """The constructor settings of a run: the entry's `env_args` with the run's over them."""
+    return {**env_spec(env).env_args, **params}
+
+
 def make_env(env: str, backend: str, seed: int | None = None, **params: Any) -> MultiAgentEnv:
-    """Build one episode-at-a-time environment from its config name and backend."""
-    return _resolve(env, backend, vector=False)(seed=seed, **params)
+    """Build one episode-at-a-time environment from its config name and backend; `params`
+    (the run's env_args) override the entry's own `env_args`."""
+    return _resolve(env, backend, vector=False)(seed=seed, **env_params(env, **params))
 
 
 def make_vector_env(
     env: str, backend: str, num_envs: int, seed: int | None = None, **params: Any
 ) -> VectorEnv:
-    """Build `num_envs` independent episodes stepped at once."""
-    return _resolve(env, backend, vector=True)(num_envs=num_envs, seed=seed, **params)
+    """Build `num_envs` independent episodes stepped at once (settings as `make_env`)."""
+    factory = _resolve(env, backend, vector=True)
+    return factory(num_envs=num_envs, seed=seed, **env_params(env, **params))
 
 
 __all__ = [
@@ -163,6 +234,7 @@ __all__ = [
     "ENV_NAMES",
     "backend_spec",
     "backends_for",
+    "env_params",
     "env_spec",
     "make_env",
     "make_vector_env",
