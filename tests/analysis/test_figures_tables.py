@@ -246,3 +246,52 @@ def test_team_size_figures(tmp_path):
     # one team size: no team-size figures (the paper's grids draw what they drew before)
     alone = figures.write_figures(df[df["env"] == "predator_prey_8"], tmp_path / "one", n_boot=50)
     assert not [f for f in alone["figures"] if f["kind"] == "scale"]
+
+
+def test_channel_figure_sets_attention_beside_the_papers_channels(tmp_path):
+    """With ATT runs, one more figure draws the six methods at H 64 (the paper's four-method
+    figure is unchanged); without them it is not listed."""
+    import json as _json
+
+    from synthetic_runs import write_run_dir
+
+    make_runs(tmp_path / "runs", envs=("predator_prey",), hiddens=(64,), seeds=(0, 1))
+    plain = figures.write_figures(aggregate_runs([tmp_path / "runs"]), tmp_path / "f0", n_boot=50)
+    assert not [f for f in plain["figures"] if f["kind"] == "channels"]
+    for share in ("ps", "nps"):
+        for seed in (0, 1):
+            d = write_run_dir(
+                tmp_path / "runs" / "att" / f"{share}_s{seed}",
+                env="predator_prey",
+                share=share,
+                comm=True,
+                hidden=64,
+                seed=seed,
+                level=20.0,
+                extra_config={"channel": "attention"},
+            )
+            info = _json.loads((d / "run_info.json").read_text())
+            (d / "run_info.json").write_text(
+                _json.dumps({**info, "method": f"{share.upper()}+IQL+ATT"})
+            )
+    df = aggregate_runs([tmp_path / "runs"])
+    manifest = figures.write_figures(df, tmp_path / "f1", n_boot=50)
+    (spec,) = [f for f in manifest["figures"] if f["kind"] == "channels"]
+    assert spec["name"] == "channels_predator_prey_h64_native"
+    side = pd.read_csv(tmp_path / "f1" / f"{spec['name']}.csv")
+    assert set(side["method"]) == {
+        "PS+IQL", "PS+IQL+COMM", "NPS+IQL", "NPS+IQL+COMM", "PS+IQL+ATT", "NPS+IQL+ATT",
+    }  # fmt: skip
+    img = mpimg.imread(tmp_path / "f1" / f"{spec['name']}.png")
+    assert img.shape[0] >= 400 and img[..., :3].std() > 0.05
+    four = pd.read_csv(tmp_path / "f1" / "curves_predator_prey_h64_native.csv")
+    assert set(four["method"]) == {"PS+IQL", "PS+IQL+COMM", "NPS+IQL", "NPS+IQL+COMM"}
+
+
+def test_table_basins_use_each_team_sizes_avoid_level(tmp_path):
+    make_runs(tmp_path / "runs", envs=("predator_prey_16",), hiddens=(64,), seeds=(0, 1, 2))
+    df = aggregate_runs([tmp_path / "runs"])
+    table = tables.final_performance_table(final_performance(df, last_k=5), n_boot=50)
+    counts = table[[f"basin_{b}" for b in stats.BASINS]].astype(int)
+    assert (counts.sum(axis=1) == table["n_seeds"]).all()
+    assert counts["basin_avoid"].sum() > 0  # seeds at -16, 16 agents' avoid level (not -4)

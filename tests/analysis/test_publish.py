@@ -133,7 +133,9 @@ def test_offline_publish_is_read_back(small_results, tmp_path, monkeypatch):
 
     run = read_offline_run(files[0].parent)
     assert run["job_type"] == "replication" and run["project"] == "ficomm"
-    for c in report["claims"]:
+    every_claim = report["claims"] + report["beyond_paper"]
+    assert [c["id"] for c in every_claim] == [1, 2, 3, 4, 5, 6, 7]
+    for c in every_claim:
         assert run["summary"][f"claim_{c['id']}_verdict"] == c["verdict"]
     logged = run["history"][0]
     all_runs = read_logged_table(files[0], logged["all_runs"])
@@ -142,7 +144,8 @@ def test_offline_publish_is_read_back(small_results, tmp_path, monkeypatch):
     full = pd.read_csv(files[0].parent / "files" / "all_runs.csv")  # every column, saved as a file
     assert len(full) == len(all_runs) and set(df.columns) <= set(full.columns)
     claims = read_logged_table(files[0], logged["claims"])
-    assert claims["verdict"].tolist() == [c["verdict"] for c in report["claims"]]
+    assert claims["verdict"].tolist() == [c["verdict"] for c in every_claim]
+    assert claims["beyond_paper"].tolist() == [False] * 5 + [True] * 2
     final = read_logged_table(files[0], logged["final_performance"])
     ref_row = final[(final["source"] == "reference") & (final["method"] == "NPS+IQL+COMM")]
     # Final performance = mean of the last 10 of the 12 evaluations, i = 2..11.
@@ -176,6 +179,8 @@ def test_wandb_report_definition(small_results):
     verdicts = verdicts["text"]
     for c in report["claims"]:
         assert f"| {c['id']} | **{c['verdict']}** |" in verdicts
+    beyond = d["blocks"][kinds.index(("H2", "Beyond the paper (not claims of the paper)")) + 1]
+    assert all(f"| {c['id']} | **" in beyond["text"] for c in report["beyond_paper"])
     grids = [b for b in d["blocks"] if b["type"] == "PanelGrid"]
     assert len(grids) == 1  # predator_prey x H 64
     (runset,) = grids[0]["runsets"]
@@ -213,4 +218,5 @@ def test_disabled_mode_logs_nothing(small_results, tmp_path, monkeypatch):
     rec = publish(df, root / "pf", report, wandb_dir=tmp_path, mode="disabled", n_boot=100)
     assert rec["mode"] == "disabled" and rec["run_dir"] is None
     assert not list(tmp_path.glob("wandb/offline-run-*"))
-    assert rec["logged"]["verdicts"] == {str(c["id"]): c["verdict"] for c in report["claims"]}
+    every_claim = report["claims"] + report["beyond_paper"]
+    assert rec["logged"]["verdicts"] == {str(c["id"]): c["verdict"] for c in every_claim}

@@ -355,7 +355,27 @@ def beyond_paper_claims() -> list[Claim]:
             "team minus at the smallest (negative: the gain shrinks as the team grows)."
             + _DECIDED_BY,
             c6,
-        )
+        ),
+        Claim(
+            7,
+            "Beyond the paper: an attention channel (TarMAC-style keys, values and an "
+            "own-observation query, under the paper's independence rule) beats the paper's "
+            "concatenation of messages, under NPS and under PS.",
+            f"PredatorPrey, H {DEFAULT_HIDDEN}: team return of NPS+IQL+ATT minus NPS+IQL+COMM "
+            "> 0 and of PS+IQL+ATT minus PS+IQL+COMM > 0. 3s_vs_5z is secondary." + _DECIDED_BY,
+            [
+                Contrast(
+                    f"{env} H{DEFAULT_HIDDEN}: {share}+IQL+ATT - {share}+IQL+COMM",
+                    env,
+                    *_diff(
+                        (f"{share}+IQL+ATT", DEFAULT_HIDDEN), (f"{share}+IQL+COMM", DEFAULT_HIDDEN)
+                    ),
+                    primary=env == "predator_prey",
+                )
+                for env in ("predator_prey", "3s_vs_5z")
+                for share in ("NPS", "PS")
+            ],
+        ),
     ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ficomm.analysis.aggregate import DEFAULT_HIDDEN, METHODS, method_slug
+from ficomm.analysis.aggregate import ATTENTION_METHODS, DEFAULT_HIDDEN, METHODS, method_slug
 from ficomm.envs import ENV_NAMES, env_spec
 
 # Figures against team size (beyond the paper): what each plots.
@@ -35,6 +35,16 @@ def figure_specs(df: pd.DataFrame) -> list[dict]:
                 dict(
                     name=f"curves_{env}_h{DEFAULT_HIDDEN}_{backend}",
                     kind="methods",
+                    env=env,
+                    backend=backend,
+                )
+            )
+        at_h = set(sel.loc[sel["hidden"] == DEFAULT_HIDDEN, "method"])
+        if at_h & set(ATTENTION_METHODS):  # beyond the paper: the three channels side by side
+            specs.append(
+                dict(
+                    name=f"channels_{env}_h{DEFAULT_HIDDEN}_{backend}",
+                    kind="channels",
                     env=env,
                     backend=backend,
                 )

@@ -32,6 +32,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ficomm.analysis import stats  # noqa: E402
 from ficomm.analysis.aggregate import (  # noqa: E402
+    ALL_METHODS,
     DEFAULT_HIDDEN,
     DEFAULT_LAST_K,
     HIDDEN_SIZES,
@@ -46,7 +47,13 @@ from ficomm.analysis.claims import run_statistics  # noqa: E402
 from ficomm.analysis.figure_specs import figure_specs  # noqa: E402
 from ficomm.envs import env_spec  # noqa: E402
 
-METHOD_COLORS = dict(zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
+METHOD_COLORS = dict(
+    zip(
+        ALL_METHODS,
+        ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"),
+        strict=True,
+    )
+)
 HIDDEN_COLORS = {32: "#7fb3d5", 64: "#2e86c1", 128: "#1b2631"}
 BASIN_COLORS = {"capture": "tab:green", "avoid": "tab:orange", "penalised": "tab:red"}
 
@@ -306,6 +313,19 @@ def make_figure(
             df, env, backend, [(m, DEFAULT_HIDDEN) for m in METHODS], n_boot=n_boot, seed=seed
         )
         title = f"{where}: four methods, H = {DEFAULT_HIDDEN}\nmean over seeds, 95% bootstrap CI"
+        if data.empty:
+            return None, data
+        return plot_curves(
+            data, by="method", title=title, ylabel=ylabel, legend_title="method"
+        ), data
+    if spec["kind"] == "channels":
+        data = curve_data(
+            df, env, backend, [(m, DEFAULT_HIDDEN) for m in ALL_METHODS], n_boot=n_boot, seed=seed
+        )
+        title = (
+            f"{where}: message channels (none, concatenation, attention), H = {DEFAULT_HIDDEN}"
+            "\nmean over seeds, 95% bootstrap CI"
+        )
         if data.empty:
             return None, data
         return plot_curves(

@@ -151,16 +151,18 @@ def publish(
         ],
         ignore_index=True,
     )
+    every_claim = [*report["claims"], *report.get("beyond_paper", [])]
     claims = pd.DataFrame(
         [
             {
                 "claim": c["id"],
+                "beyond_paper": bool(c.get("beyond_paper")),
                 "text": c["text"],
                 "operationalisation": c["operationalisation"],
                 "verdict": c["verdict"],
                 "seeds_to_decide": c["seeds_to_decide"],
             }
-            for c in report["claims"]
+            for c in every_claim
         ]
     )
     # Absolute: an inherited WANDB_SERVICE means a wandb-core started elsewhere (another
@@ -201,7 +203,7 @@ def publish(
                     **{f"figures/{p.stem}": wandb.Image(str(p), caption=p.stem) for p in pngs},
                 }
             )
-        for c in report["claims"]:
+        for c in every_claim:
             run.summary[f"claim_{c['id']}_verdict"] = c["verdict"]
             run.summary[f"claim_{c['id']}_seeds_to_decide"] = c["seeds_to_decide"]
         run.summary["configuration_groups"] = len(groups)
@@ -229,7 +231,7 @@ def publish(
                 "configuration_groups": len(groups),
             },
             "images": [p.stem for p in pngs],
-            "verdicts": {str(c["id"]): c["verdict"] for c in report["claims"]},
+            "verdicts": {str(c["id"]): c["verdict"] for c in every_claim},
         },
         "reference_runs": int(reference["run_dir"].nunique()) if len(reference) else 0,
         "report": {"definition": str(definition_path), "url": report_url},

@@ -53,7 +53,8 @@ def final_performance_table(
             iqm=stats.iqm(x),
             sd=float(x.std(ddof=1)) if x.size > 1 else math.nan,
         )
-        basins = [stats.classify_basin(v) for v in x] if key[0] == "predator_prey" else None
+        levels = stats.basin_levels(key[0])  # the env's own avoid level (its team size)
+        basins = [stats.classify_env_basin(key[0], v) for v in x] if levels else None
         for b in stats.BASINS:
             row[f"basin_{b}"] = basins.count(b) if basins is not None else pd.NA
         complete = group["run_complete"] if "run_complete" in group else pd.Series(True)

@@ -130,6 +130,11 @@ def build_report(
         wr.H1("Verdicts"),
         wr.MarkdownBlock("\n".join(verdict_table(report))),
     ]
+    if report.get("beyond_paper"):
+        blocks += [
+            wr.H2("Beyond the paper (not claims of the paper)"),
+            wr.MarkdownBlock("\n".join(verdict_table({"claims": report["beyond_paper"]}))),
+        ]
     for (env, hidden), part in groups.groupby(["env", "hidden"], sort=True):
         spec = env_spec(env)
         methods = ", ".join(sorted(set(part["method"])))
