@@ -31,7 +31,6 @@ COLUMNS = [
     "wall_time",
     "env_steps_per_sec",
 ]
-WALL_CLOCK_COLUMNS = ("wall_time", "env_steps_per_sec")
 
 
 def _cell(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""The replication report: each claim of the paper (spec section 6) tested on the aggregated
+"""The replication report: each claim of the paper (docs/analysis.md) tested on the aggregated
 results, on the learning curves as well as on final performance, with effect sizes, seeded
 stratified-bootstrap CIs and verdicts.
 
