@@ -18,9 +18,9 @@ def main(argv: list[str]) -> None:
     wall: dict[str, list[float]] = defaultdict(list)
     for path in sorted(ROOT.glob("*/*/*/h*/seed*/metrics.csv")):
         rows = list(csv.DictReader(path.open()))
-        wall[path.parts[-4]].append(float(rows[-1]["wall_time"]) / 60)
+        wall[f"{path.parts[-4]} {path.parts[-3]}"].append(float(rows[-1]["wall_time"]) / 60)
     total = sum(sum(v) for v in wall.values())
-    print("| method dir | runs | wall time per run (min) |\n|---|---|---|")
+    print("| method dir, H | runs | wall time per run (min) |\n|---|---|---|")
     for name, v in sorted(wall.items()):
         print(f"| {name} | {len(v)} | {min(v):.1f}-{max(v):.1f} |")
     print(f"\ntotal: {total / 60:.2f} CPU-hours")
@@ -31,8 +31,9 @@ def main(argv: list[str]) -> None:
             peak[out] = max(peak[out], int(kb))
         by: dict[str, list[float]] = defaultdict(list)
         for out, kb in peak.items():
-            by[out.split("/")[4]].append(kb / 1024)
-        print("\n| method dir | runs sampled | peak RSS (MB) |\n|---|---|---|")
+            parts = out.split("/")
+            by[f"{parts[4]} {parts[5]}"].append(kb / 1024)
+        print("\n| method dir, H | runs sampled | peak RSS (MB) |\n|---|---|---|")
         for name, v in sorted(by.items()):
             print(f"| {name} | {len(v)} | {min(v):.0f}-{max(v):.0f} |")
 

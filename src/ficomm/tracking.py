@@ -149,9 +149,25 @@ class WandbTracker:
             self.run.log(clean, step=int(row["env_steps"]))
 
     def finish(self, exit_code: int = 0) -> None:
-        if self.run is not None:
-            self.run.finish(exit_code=exit_code)
-            self.run = None
+        """End the W&B run; offline, wait until its run file is complete, because
+        `run.finish()` can return before wandb-core has flushed it (always so when a
+        WANDB_SERVICE inherited from the parent process does the writing)."""
+        if self.run is None:
+            return
+        offline = self.run.settings.mode == "offline"
+        run_dir = Path(self.run.dir).parent
+        self.run.finish(exit_code=exit_code)
+        self.run = None
+        if offline:
+            from ficomm.analysis.wandb_reader import wait_until_complete
+
+            record = next(run_dir.glob("run-*.wandb"), None)
+            if record is None or not wait_until_complete(record):
+                print(
+                    f"ficomm train: warning: W&B did not finish writing {record or run_dir} "
+                    "within 60 s; `wandb sync` may miss its last records",
+                    file=sys.stderr,
+                )
 
 
 def format_duration(seconds: float) -> str:
