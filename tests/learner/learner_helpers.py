@@ -68,3 +68,25 @@ def read_metrics(path: Path, drop_wall_clock: bool = True) -> list[dict[str, str
             row.pop("wall_time")
             row.pop("env_steps_per_sec")
     return rows
+
+
+def per_owner_losses(learner, seed=0):
+    """The learner's per-owner TD losses on one random batch (3 episodes of lengths 6, 4, 2)."""
+    import torch
+
+    from ficomm.learner import batch_to_tensors
+
+    b = random_batch(np.random.default_rng(seed), B=3, T=6, lengths=[6, 4, 2])
+    return learner.losses(batch_to_tensors(b, torch.device("cpu")))
+
+
+def grads_of(loss, nets):
+    """{parameter name: gradient of `loss`} over every parameter of `nets` (zeros if unused)."""
+    import torch
+
+    params = dict(nets.named_parameters())
+    gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True, retain_graph=True)
+    return {
+        k: (torch.zeros_like(p) if g is None else g)
+        for (k, p), g in zip(params.items(), gs, strict=True)
+    }

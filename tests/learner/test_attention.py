@@ -14,11 +14,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from learner_helpers import PP, SMALL_RUN, random_batch, read_metrics, run_train
+from learner_helpers import (
+    PP,
+    SMALL_RUN,
+    grads_of,
+    per_owner_losses,
+    read_metrics,
+    run_train,
+)
 
 from ficomm.config import load_config
 from ficomm.envs.base import ConfigError
-from ficomm.learner import Learner, batch_to_tensors
+from ficomm.learner import Learner
 from ficomm.methods import layout_for
 from ficomm.nets import AgentNets
 from ficomm.rollout import Policy
@@ -33,20 +40,6 @@ def make(share, own_message=True, hidden=16, seed=0, kernel="auto"):
     layout = layout_for(share, True, own_message, channel="attention")
     nets = AgentNets(layout, PP["n"], PP["obs"], PP["actions"], hidden, kernel=kernel)
     return Learner(nets, lr=5e-4)
-
-
-def per_owner_losses(learner, seed=0):
-    b = random_batch(np.random.default_rng(seed), B=3, T=6, lengths=[6, 4, 2])
-    return learner.losses(batch_to_tensors(b, torch.device("cpu")))
-
-
-def grads_of(loss, nets):
-    params = dict(nets.named_parameters())
-    gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True, retain_graph=True)
-    return {
-        k: (torch.zeros_like(p) if g is None else g)
-        for (k, p), g in zip(params.items(), gs, strict=True)
-    }
 
 
 def test_nps_agent_loss_reaches_only_its_own_networks():

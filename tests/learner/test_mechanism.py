@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from learner_helpers import PP, random_batch
+from learner_helpers import PP, grads_of, per_owner_losses, random_batch
 
 from ficomm import kernels
 from ficomm.learner import Learner, batch_to_tensors, clip_grad_norm_per_owner
@@ -25,20 +25,6 @@ def make(share, comm, own_message=True, hidden=16, seed=0, kernel="auto", **kw):
         kernel=kernel,
     )
     return Learner(nets, lr=kw.pop("lr", 5e-4), **kw)
-
-
-def per_owner_losses(learner, seed=0):
-    b = random_batch(np.random.default_rng(seed), B=3, T=6, lengths=[6, 4, 2])
-    return learner.losses(batch_to_tensors(b, torch.device("cpu")))
-
-
-def grads_of(loss, nets):
-    params = dict(nets.named_parameters())
-    gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True, retain_graph=True)
-    return {
-        k: (torch.zeros_like(p) if g is None else g)
-        for (k, p), g in zip(params.items(), gs, strict=True)
-    }
 
 
 # ---------------------------------------------------------------- (a), (b), (c) of the issue
