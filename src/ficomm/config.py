@@ -46,6 +46,7 @@ def key(
     bound: str | None = None,
     learning: bool = True,
     added_after: str | None = None,
+    pack: bool = False,
 ) -> Any:
     """Declare one config key: its default and everything the rest of ficomm asks about it.
 
@@ -53,7 +54,9 @@ def key(
     what it learns: they are left out of the config hash and of the configuration identity.
     added_after="VERSION" marks a learning key added after that release: it is hashed only
     when it differs from its default, and a stored config.yaml without it reads as the
-    default (`with_added_defaults`), so the hash, W&B group and identity of older runs hold."""
+    default (`with_added_defaults`), so the hash, W&B group and identity of older runs hold.
+    pack=True marks keys that may differ between the runs of a pack (`load_pack`): they change
+    no shape and no environment, so the runs stay one configuration trained side by side."""
     assert bound is None or bound in BOUNDS, bound
     meta = dict(
         help=help,
@@ -62,6 +65,7 @@ def key(
         bound=bound,
         learning=learning,
         added_after=added_after,
+        pack=pack,
     )
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -98,12 +102,15 @@ class Config:
         choices=("concat", "attention"),
         added_after="0.1.0",
     )
-    seed: int = key(0, "seeds torch, numpy, Python and the environment", bound="non_negative")
+    seed: int = key(
+        0, "seeds torch, numpy, Python and the environment", bound="non_negative", pack=True
+    )
     budget: int | None = key(
         None,
         "training length; default: the environment's (the last episode may overshoot)",
         unit="env steps",
         bound="at_least_1",
+        pack=True,
     )
     eval_interval: int = key(
         10_000,
@@ -116,18 +123,24 @@ class Config:
     batch_size: int = key(
         32, "minibatch, sampled with replacement", unit="episodes", bound="at_least_1"
     )
-    lr: float = key(5e-4, "RMSprop learning rate, one optimiser per owner", bound="positive")
-    rms_alpha: float = key(0.99, "RMSprop smoothing constant", bound="open_unit")
-    rms_eps: float = key(1e-8, "RMSprop epsilon", bound="positive")
-    gamma: float = key(0.99, "discount", bound="unit")
-    grad_clip: float = key(10.0, "global-norm gradient clip per owner", bound="positive")
-    target_update: int = key(
-        200, "hard target-network copy interval", unit="gradient steps", bound="at_least_1"
+    lr: float = key(
+        5e-4, "RMSprop learning rate, one optimiser per owner", bound="positive", pack=True
     )
-    eps_start: float = key(1.0, "epsilon at the first training step", bound="unit")
-    eps_end: float = key(0.05, "epsilon after annealing", bound="unit")
+    rms_alpha: float = key(0.99, "RMSprop smoothing constant", bound="open_unit", pack=True)
+    rms_eps: float = key(1e-8, "RMSprop epsilon", bound="positive", pack=True)
+    gamma: float = key(0.99, "discount", bound="unit", pack=True)
+    grad_clip: float = key(10.0, "global-norm gradient clip per owner", bound="positive", pack=True)
+    target_update: int = key(
+        200,
+        "hard target-network copy interval",
+        unit="gradient steps",
+        bound="at_least_1",
+        pack=True,
+    )
+    eps_start: float = key(1.0, "epsilon at the first training step", bound="unit", pack=True)
+    eps_end: float = key(0.05, "epsilon after annealing", bound="unit", pack=True)
     eps_anneal: int = key(
-        50_000, "linear epsilon decay length", unit="env steps", bound="at_least_1"
+        50_000, "linear epsilon decay length", unit="env steps", bound="at_least_1", pack=True
     )
     timelimit_terminal: bool = key(
         True, "authors' quirk: the time limit is stored as terminal; false bootstraps past it"
@@ -152,7 +165,7 @@ class Config:
         choices=("auto", "fused", "torch"),
         learning=False,
     )
-    out: str = key("runs/default", "the run directory", learning=False)
+    out: str = key("runs/default", "the run directory", learning=False, pack=True)
     wandb_mode: str = key(
         "offline",
         "W&B mode; the WANDB_MODE environment variable wins",
@@ -240,6 +253,7 @@ KEYS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Conf
 _TYPES: dict[str, tuple[type, ...]] = {name: _type_tuple(_HINTS[name]) for name in KEYS}
 LEARNING_KEYS = tuple(name for name, f in KEYS.items() if f.metadata["learning"])
 NON_LEARNING_KEYS = tuple(name for name in KEYS if name not in LEARNING_KEYS)
+PACK_KEYS = tuple(name for name, f in KEYS.items() if f.metadata["pack"])  # may vary in a pack
 _ALSO_HASHED = ("device",)
 
 
@@ -341,8 +355,8 @@ def make_config(values: dict[str, Any]) -> Config:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read an optional YAML config, apply key=value overrides, validate."""
+def _read_values(path: str | Path | None, overrides: list[str] | None) -> dict[str, Any]:
+    """The raw values of an optional YAML config with key=value overrides applied."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -359,7 +373,61 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if "env_args" in extra and isinstance(values.get("env_args"), dict):
         extra["env_args"] = {**values["env_args"], **extra["env_args"]}
     values.update(extra)
-    return make_config(values)
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read an optional YAML config, apply key=value overrides, validate."""
+    return make_config(_read_values(path, overrides))
+
+
+def load_pack(path: str | Path | None = None, overrides: list[str] | None = None) -> list[Config]:
+    """The runs one `ficomm train` process trains side by side (a pack), validated.
+
+    A key declared with pack=True (`PACK_KEYS`: seed, lr, budget, ...) given as a list makes one
+    run per element (every such list of one length): `seed=[0,1,2]`. Each run needs its own
+    directory: `out` is then a list, or a template that names a varying key
+    (`out=runs/pp/seed{seed}`). Without lists this is `[load_config(path, overrides)]`."""
+    values = _read_values(path, overrides)
+    varying = {k: v for k, v in values.items() if k in PACK_KEYS and isinstance(v, list)}
+    if not varying:
+        return [make_config(values)]
+    sizes = {k: len(v) for k, v in varying.items()}
+    if len(set(sizes.values())) > 1 or 0 in sizes.values():
+        listed = ", ".join(f"{k} has {n}" for k, n in sizes.items())
+        raise ConfigError(f"pack: every list of a pack needs the same, non-zero length ({listed})")
+    size = next(iter(sizes.values()))
+    for k, v in values.items():
+        if isinstance(v, list) and k in KEYS and _TYPES[k] != (list,) and k not in PACK_KEYS:
+            raise ConfigError(
+                f"{k}: the runs of a pack share one value of {k} (only {', '.join(PACK_KEYS)} "
+                "may be lists)"
+            )
+    out = values.get("out", key_default("out"))
+    if "out" not in varying and not (isinstance(out, str) and "{" in out):
+        raise ConfigError(
+            f"out: a pack of {size} runs needs a directory per run: a template that names a "
+            "varying key (out=runs/pp/seed{seed}) or a list of directories"
+        )
+    cfgs = []
+    for i in range(size):
+        run = {**values, **{k: v[i] for k, v in varying.items()}}
+        if "out" not in varying:
+            try:
+                run["out"] = out.format(**{k: run[k] for k in varying})
+            except (KeyError, IndexError, ValueError):
+                raise ConfigError(
+                    f"out: the template {out!r} may name only the keys that vary in the pack "
+                    f"({', '.join('{' + k + '}' for k in varying)})"
+                ) from None
+        cfgs.append(make_config(run))
+    seen: dict[str, int] = {}
+    for i, cfg in enumerate(cfgs):
+        where = str(Path(cfg.out).resolve())
+        if where in seen:
+            raise ConfigError(f"out: runs {seen[where]} and {i} of the pack share {cfg.out}")
+        seen[where] = i
+    return cfgs
 
 
 def _resolve_env_defaults(cfg: Config) -> None:
@@ -449,6 +517,7 @@ def keys_help() -> str:
     for name, f in KEYS.items():
         meta = f.metadata
         extra = f" [{meta['unit']}]" if meta["unit"] else ""
+        extra += " [pack: a list trains one run per value]" if meta["pack"] else ""
         choices = f" ({'|'.join(map(str, meta['choices']))})" if meta["choices"] else ""
         lines.append(f"  {name}={_default_text(name)}{extra}{choices}\n      {meta['help']}")
     return "\n".join(lines)
@@ -456,7 +525,10 @@ def keys_help() -> str:
 
 def keys_markdown() -> str:
     """The key table of docs/training.md (a test checks that the page holds exactly this)."""
-    rows = ["| key | default | unit | changes learning | meaning |", "|---|---|---|---|---|"]
+    rows = [
+        "| key | default | unit | changes learning | may vary in a pack | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, f in KEYS.items():
         meta = f.metadata
         meaning = meta["help"]
@@ -464,7 +536,8 @@ def keys_markdown() -> str:
             meaning += " (one of: " + ", ".join(f"`{c}`" for c in meta["choices"]) + ")"
         rows.append(
             f"| `{name}` | {_default_text(name)} | {meta['unit'] or '-'} | "
-            f"{'yes' if meta['learning'] else 'no'} | {meaning} |"
+            f"{'yes' if meta['learning'] else 'no'} | {'yes' if meta['pack'] else 'no'} | "
+            f"{meaning} |"
         )
     return "\n".join(rows)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ficomm.buffer import Episode
-from ficomm.envs.base import MultiAgentEnv, VectorEnv
+from ficomm.envs.base import MultiAgentEnv, SingleEnvs, VectorEnv
 from ficomm.kernels.functions import fused_kernel
 from ficomm.methods import BLOCK_KINDS
 from ficomm.nets import AgentNets
@@ -124,36 +124,64 @@ def collect_episode(
     seed: int,
     timelimit_terminal: bool,
 ) -> float:
-    """Play one epsilon-greedy episode into `ep`; returns the team return."""
-    s = env.reset(seed=seed)
-    policy.start(1)
-    n, limit = env.info.n_agents, env.info.episode_limit
-    total = 0.0
+    """Play one epsilon-greedy episode into `ep`; returns the team return (one run of
+    `collect_episodes`)."""
+    return collect_episodes(
+        SingleEnvs([env]), [policy], [ep], [eps], [rng], [seed], timelimit_terminal
+    )[0]
+
+
+def collect_episodes(
+    env: VectorEnv,
+    policies: list[Policy],
+    episodes: list[Episode],
+    schedules: list[EpsilonSchedule],
+    rngs: list[np.random.Generator],
+    seeds: list[int],
+    timelimit_terminal: bool,
+) -> list[float]:
+    """Play one epsilon-greedy episode per run of a pack, all at once: episode b of `env`
+    belongs to run b (its policy, epsilon schedule, random stream and seed). A run whose
+    episode has ended waits, frozen, for the others, and every run draws the same random
+    numbers in the same order as it would alone, so each episode is the one the run would
+    play on its own. Returns the team return of each episode."""
+    s = env.reset(seeds=seeds)
+    for policy in policies:
+        policy.start(1)
+    R, n, limit = len(policies), env.info.n_agents, env.info.episode_limit
+    live = np.ones(R, bool)
+    totals = [0.0] * R
+    actions = np.zeros((R, n), np.int64)  # ended episodes' actions are ignored by the env
     for t in range(limit):
-        ep.obs[t], ep.avail[t] = s.obs, s.avail
-        q = policy.q_values(s.obs[None])[0]
-        actions = greedy(q, s.avail)
-        explore = rng.random(n) < eps.value
-        if explore.any():
-            # uniform over available actions: the argmax of uniform noise on the mask
-            rand = (rng.random(s.avail.shape) * s.avail).argmax(-1)
-            actions = np.where(explore, rand, actions)
+        for b in np.flatnonzero(live):
+            ep, obs, avail, rng = episodes[b], s.obs[b], s.avail[b], rngs[b]
+            ep.obs[t], ep.avail[t] = obs, avail
+            act = greedy(policies[b].q_values(obs[None])[0], avail)
+            explore = rng.random(n) < schedules[b].value
+            if explore.any():
+                # uniform over available actions: the argmax of uniform noise on the mask
+                rand = (rng.random(avail.shape) * avail).argmax(-1)
+                act = np.where(explore, rand, act)
+            actions[b] = act
         s = env.step(actions)
-        policy.record(actions[None])
-        ep.actions[t], ep.reward[t] = actions, s.reward
-        # A step the game did not finish (the real-SC2 adapter's "interrupted": the game
-        # crashed and was relaunched) is never a terminal, whatever timelimit_terminal says.
-        cut = s.truncated and not s.info.get("interrupted", False)
-        ep.terminal[t] = s.terminated or (cut and timelimit_terminal)
-        total += float(s.reward)
-        eps.step()
-        if s.terminated or s.truncated:
-            break
-    else:
-        raise RuntimeError(f"episode did not end within the episode limit {limit}")
-    ep.obs[t + 1], ep.avail[t + 1] = s.obs, s.avail
-    ep.length = t + 1
-    return total
+        interrupted = s.info.get("interrupted", np.zeros(R, bool))
+        for b in np.flatnonzero(live):
+            ep = episodes[b]
+            policies[b].record(actions[b][None])
+            ep.actions[t], ep.reward[t] = actions[b], s.reward[b]
+            # A step the game did not finish (the real-SC2 adapter's "interrupted": the game
+            # crashed and was relaunched) is never a terminal, whatever timelimit_terminal says.
+            cut = bool(s.truncated[b]) and not bool(interrupted[b])
+            ep.terminal[t] = bool(s.terminated[b]) or (cut and timelimit_terminal)
+            totals[b] += float(s.reward[b])
+            schedules[b].step()
+            if s.terminated[b] or s.truncated[b]:
+                ep.obs[t + 1], ep.avail[t + 1] = s.obs[b], s.avail[b]
+                ep.length = t + 1
+                live[b] = False
+        if not live.any():
+            return totals
+    raise RuntimeError(f"episode did not end within the episode limit {limit}")
 
 
 def evaluate(

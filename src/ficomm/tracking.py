@@ -125,6 +125,7 @@ class WandbTracker:
                 },
                 id=run_id,
                 resume="allow",
+                reinit="create_new",  # the runs of a pack are W&B runs side by side
                 # W&B writes into <dir>/wandb; absolute because an inherited WANDB_SERVICE
                 # means a wandb-core with another working directory does the writing.
                 dir=str(out.resolve()),
@@ -187,7 +188,7 @@ class Progress:
     the percentage of the budget done and the time left at this session's measured rate, so
     that `tail` on a job's log tells how far the run is and when it will end."""
 
-    def __init__(self, cfg: Config, start_steps: int):
+    def __init__(self, cfg: Config, start_steps: int, position: int = 0):
         self.cfg = cfg
         self.interactive = sys.stderr.isatty()
         self.bar = None
@@ -201,6 +202,7 @@ class Progress:
                 unit="step",
                 desc=f"{cfg.method} h{cfg.hidden} s{cfg.seed}",
                 dynamic_ncols=True,
+                position=position,  # the runs of a pack, one bar each
             )
         self.t0 = time.perf_counter()
 
@@ -242,3 +244,4 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None

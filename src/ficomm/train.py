@@ -35,13 +35,13 @@ try:  # importing torch takes seconds: Ctrl-C then gets one line, not a tracebac
     import ficomm
     from ficomm import checkpoint
     from ficomm.buffer import Episode, EpisodeBuffer
-    from ficomm.config import Config, config_to_yaml, load_config, with_added_defaults
-    from ficomm.envs import make_env, make_vector_env
-    from ficomm.envs.base import ConfigError
+    from ficomm.config import PACK_KEYS, Config, config_to_yaml, load_pack, with_added_defaults
+    from ficomm.envs import make_env, make_pack_env, make_vector_env
+    from ficomm.envs.base import ConfigError, SingleEnvs
     from ficomm.learner import Learner
     from ficomm.methods import layout_for
     from ficomm.nets import AgentNets
-    from ficomm.rollout import EpsilonSchedule, Policy, collect_episode, evaluate
+    from ficomm.rollout import EpsilonSchedule, Policy, collect_episodes, evaluate
     from ficomm.run_lock import RunDirBusy, RunLock
     from ficomm.tracking import (
         Progress,
@@ -171,9 +171,12 @@ def env_facts(env: Any) -> dict[str, Any]:
 
 
 class Run:
-    """Everything one training run holds; built from a validated Config."""
+    """Everything one training run holds; built from a validated Config.
 
-    def __init__(self, cfg: Config):
+    `env` is the pack's training environment (a VectorEnv whose episode `lane` is this run's);
+    without one the run builds its own, a pack of one."""
+
+    def __init__(self, cfg: Config, env: Any = None, lane: int = 0):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.device = check_device(cfg.device)
@@ -184,8 +187,13 @@ class Run:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # exploration and replay sampling
         self.env_seeds = np.random.default_rng([cfg.seed, 1])  # one env seed per episode
-
-        self.env = make_env(cfg.env, cfg.backend, seed=cfg.seed, **cfg.env_args)
+        self.owns_env = env is None
+        self.env = (
+            env
+            if env is not None
+            else make_pack_env(cfg.env, cfg.backend, [cfg.seed], **cfg.env_args)
+        )
+        self.lane = lane
         self.eval_env = None
         try:
             info = self.info = self.env.info
@@ -216,6 +224,9 @@ class Run:
                 target_update=cfg.target_update,
                 target_unroll=cfg.target_unroll,
             )
+            # The global torch and Python streams are used only to initialise the networks;
+            # their state right after is this run's, whatever the other runs of a pack do.
+            self.torch_rng, self.python_rng = torch.get_rng_state(), random.getstate()
             self.policy = Policy(nets)
             self.buffer = EpisodeBuffer(cfg.buffer_size, info)
             self.episode = Episode.empty(info)
@@ -228,8 +239,8 @@ class Run:
         self.records: dict[str, str] = {}  # name -> text of config.yaml and run_info.json
 
     def close(self) -> None:
-        """Close the environments that can be closed (StarCraft II processes)."""
-        for env in (self.env, self.eval_env):
+        """Close the environments this run owns that can be closed (StarCraft II processes)."""
+        for env in (self.env if self.owns_env else None, self.eval_env):
             close = getattr(env, "close", None)
             if callable(close):
                 close()
@@ -286,8 +297,8 @@ class Run:
             "rng": {
                 "numpy": self.rng.bit_generator.state,
                 "env_seeds": self.env_seeds.bit_generator.state,
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
+                "torch": self.torch_rng,
+                "python": self.python_rng,
             },
             "history": c.history,
         }
@@ -310,9 +321,9 @@ class Run:
         r = state["rng"]
         self.rng.bit_generator.state = r["numpy"]
         self.env_seeds.bit_generator.state = r["env_seeds"]
-        torch.set_rng_state(r["torch"])
+        self.torch_rng = r["torch"]
         v, internal, gauss = r["python"]
-        random.setstate((v, tuple(internal), gauss))
+        self.python_rng = (v, tuple(internal), gauss)
         self.finished = bool(state["finished"])
 
 
@@ -414,143 +425,274 @@ def _remove_leftovers(out: Path) -> None:
         (out / (name + ".tmp")).unlink(missing_ok=True)
 
 
-def train(cfg: Config) -> int:
-    """Run (or resume) one training run; returns the process exit code."""
-    out = Path(cfg.out)
-    check_device(cfg.device)  # before anything is created
-    make_run_dir(out)
-    lock = RunLock(out)
+def check_pack(cfgs: list[Config]) -> None:
+    """The runs of a pack are one configuration: they may differ only in `PACK_KEYS`."""
+    first = cfgs[0].to_dict()
+    for i, cfg in enumerate(cfgs[1:], 1):
+        other = cfg.to_dict()
+        differ = [k for k in first if k not in PACK_KEYS and first[k] != other[k]]
+        if differ:
+            raise ConfigError(
+                f"{differ[0]}: runs 0 and {i} of the pack differ in it; a pack trains one "
+                f"configuration (its runs may differ only in {', '.join(PACK_KEYS)})"
+            )
+
+
+def train(cfgs: Config | list[Config]) -> int:
+    """Run (or resume) one training run, or a pack of them side by side (`load_pack`), each
+    into its own run directory; returns the process exit code."""
+    cfgs = [cfgs] if isinstance(cfgs, Config) else list(cfgs)
+    check_pack(cfgs)
+    check_device(cfgs[0].device)  # before anything is created
+    for cfg in cfgs:
+        make_run_dir(Path(cfg.out))
+    locks: list[RunLock] = []
     try:
-        lock.acquire()
-    except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise
-        raise ConfigError(
-            f"out: {out} is not writable ({exc.strerror}: {exc.filename}); make it writable "
-            "or choose another out="
-        ) from None
-    try:
-        return _train_locked(cfg, out)
+        for cfg in cfgs:
+            lock = RunLock(Path(cfg.out))
+            try:
+                lock.acquire()
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                raise ConfigError(
+                    f"out: {cfg.out} is not writable ({exc.strerror}: {exc.filename}); make it "
+                    "writable or choose another out="
+                ) from None
+            locks.append(lock)
+        return _train_locked(cfgs)
     finally:
-        lock.release()
+        for lock in reversed(locks):
+            lock.release()
 
 
-def _train_locked(cfg: Config, out: Path) -> int:
-    _remove_leftovers(out)
-    ckpt = checkpoint.load(out / "checkpoint")
-    if ckpt is not None and ckpt["config_hash"] != cfg.config_hash():
-        changed = ", ".join(_config_diff(out, cfg, ckpt))
-        raise ConfigError(
-            f"out: {out} already holds a run with a different configuration (differs in: "
-            f"{changed}); choose another out= or delete that directory"
-        )
-    if ckpt is not None and ckpt["finished"]:
-        _settle_finished(cfg, out, ckpt)
-        print(f"ficomm train: {out} is already finished; nothing to do", file=sys.stderr)
+def _train_locked(cfgs: list[Config]) -> int:
+    todo: list[tuple[Config, dict | None]] = []
+    for cfg in cfgs:
+        out = Path(cfg.out)
+        _remove_leftovers(out)
+        ckpt = checkpoint.load(out / "checkpoint")
+        if ckpt is not None and ckpt["config_hash"] != cfg.config_hash():
+            changed = ", ".join(_config_diff(out, cfg, ckpt))
+            raise ConfigError(
+                f"out: {out} already holds a run with a different configuration (differs in: "
+                f"{changed}); choose another out= or delete that directory"
+            )
+        if ckpt is not None and ckpt["finished"]:
+            _settle_finished(cfg, out, ckpt)
+            print(f"ficomm train: {out} is already finished; nothing to do", file=sys.stderr)
+            continue
+        todo.append((cfg, ckpt))
+    if not todo:
         return 0
-
-    run = Run(cfg)
+    first = todo[0][0]
+    # one slot: the loop replaces the environment when a run of the pack stops early
+    envs = [make_pack_env(first.env, first.backend, [c.seed for c, _ in todo], **first.env_args)]
+    env = envs[0]
+    runs: list[Run] = []
+    trackers: list[WandbTracker] = []
+    codes: dict[int, int] = {}
     try:
+        for lane, (cfg, _) in enumerate(todo):
+            runs.append(Run(cfg, env=env, lane=lane))
         # The records describe this session (an unfinished run resumed with other threads or
         # kernel continues with them); the checkpoint keeps a copy of them.
-        run_info = run.run_info(_wandb_id(cfg, out, ckpt))
-        run.records = {
-            "config.yaml": config_to_yaml(cfg),
-            "run_info.json": json.dumps(run_info, indent=2) + "\n",
-        }
-        # W&B first: when it cannot start (no API key) the run directory is left as it was.
-        tracker = WandbTracker(cfg, out, run_info["wandb_run_id"], run_info)
-        exit_code = 1
-        try:
+        for run, (cfg, ckpt) in zip(runs, todo, strict=True):
+            run_info = run.run_info(_wandb_id(cfg, run.out, ckpt))
+            run.records = {
+                "config.yaml": config_to_yaml(cfg),
+                "run_info.json": json.dumps(run_info, indent=2) + "\n",
+            }
+            # W&B first: when it cannot start (no API key) the run directories are left as
+            # they were.
+            trackers.append(WandbTracker(cfg, run.out, run_info["wandb_run_id"], run_info))
+        for run, (cfg, ckpt) in zip(runs, todo, strict=True):
             for name, text in run.records.items():
-                write_atomic(out / name, text)
-            metrics_path = out / "metrics.csv"
+                write_atomic(run.out / name, text)
             if ckpt is not None:
                 run.restore(ckpt)
-                write_metrics_csv(metrics_path, run.c.history, cfg.backend)
+                write_metrics_csv(run.out / "metrics.csv", run.c.history, cfg.backend)
                 print(
-                    f"ficomm train: resuming {out} from its checkpoint at env step "
+                    f"ficomm train: resuming {run.out} from its checkpoint at env step "
                     f"{run.c.env_steps}",
                     file=sys.stderr,
                 )
-            with StopFlag() as stop:
-                exit_code = _loop(run, stop, tracker, metrics_path)
-        finally:
-            tracker.finish(exit_code)
-        return exit_code
+        with StopFlag() as stop:
+            codes = _loop(runs, envs, stop, trackers)
     finally:
-        run.close()
+        for i, tracker in enumerate(trackers):
+            tracker.finish(codes.get(i, 1))
+        for run in runs:
+            run.close()
+        envs[0].close()
+    if EXIT_INTERRUPTED in codes.values():
+        return EXIT_INTERRUPTED
+    return max(codes.values(), default=0)
 
 
-def _loop(run: Run, stop: StopFlag, tracker: WandbTracker, metrics_path: Path) -> int:
-    cfg, c, learner, buffer = run.cfg, run.c, run.learner, run.buffer
-    progress = Progress(cfg, c.env_steps)
-    t0 = time.perf_counter()
-    wall_before = c.wall_time
-    # Running loss sum kept on the device (no sync per step); restored from the counters so a
-    # resumed run adds the same numbers in the same order as an uninterrupted one.
-    loss_sum = torch.tensor(c.loss_sum, dtype=torch.float64, device=run.device)
-    last_eval = (c.history[-1]["env_steps"], c.history[-1]["wall_time"]) if c.history else None
+class _Lane:
+    """What the loop keeps for one run of the pack beside the run itself."""
 
-    def sync_counters() -> None:
-        c.wall_time = wall_before + time.perf_counter() - t0
-        c.loss_sum = float(loss_sum)  # the only device sync, once per evaluation
+    def __init__(self, index: int, run: Run, tracker: WandbTracker):
+        self.index, self.run, self.tracker = index, run, tracker
+        c = run.c
+        self.progress = Progress(run.cfg, c.env_steps, position=index)
+        self.wall_before = c.wall_time
+        # Running loss sum kept on the device (no sync per step); restored from the counters
+        # so a resumed run adds the same numbers in the same order as an uninterrupted one.
+        self.loss_sum = torch.tensor(c.loss_sum, dtype=torch.float64, device=run.device)
+        self.last_eval = (
+            (c.history[-1]["env_steps"], c.history[-1]["wall_time"]) if c.history else None
+        )
 
-    def check_finite() -> None:
+    def sync_counters(self, t0: float) -> None:
+        c = self.run.c
+        c.wall_time = self.wall_before + time.perf_counter() - t0
+        c.loss_sum = float(self.loss_sum)  # the only device sync, once per evaluation
+
+    def check_finite(self) -> None:
+        run, c = self.run, self.run.c
         if not math.isfinite(c.loss_sum):
             done = c.history[-1]["env_steps"] if c.history else 0
             raise NonFiniteLoss(
-                f"training loss became {c.loss_sum} before env step {c.env_steps} "
-                f"(grad step <= {learner.grad_steps}); the run stopped and its last good "
+                f"{run.out}: training loss became {c.loss_sum} before env step {c.env_steps} "
+                f"(grad step <= {run.learner.grad_steps}); the run stopped and its last good "
                 f"checkpoint (env step {done}) in {run.checkpoint_dir()} is kept; "
                 "check lr, grad_clip and the environment's rewards"
             )
 
+
+def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTracker]) -> dict:
+    """Train the runs of a pack side by side until each reaches its budget: per iteration,
+    each run evaluates when due, all play one episode at once (`collect_episodes`), then each
+    stores it and takes its gradient step. Returns {run index: exit code}."""
+    lanes = [_Lane(i, run, tr) for i, (run, tr) in enumerate(zip(runs, trackers, strict=True))]
+    active = [lane for lane in lanes if lane.run.c.env_steps < lane.run.cfg.budget]
+    codes: dict[int, int] = {}
+    t0 = time.perf_counter()
+
+    def drop(lane: _Lane, code: int) -> None:
+        codes[lane.index] = code
+        active.remove(lane)
+        lane.progress.close()
+
     try:
-        while c.env_steps < cfg.budget:
+        for lane in lanes:
+            if lane not in active:
+                _finish(lane, t0, codes, drop_from=None)
+        while active:
             if stop.signal is not None:
-                sync_counters()
-                check_finite()
-                checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
                 name = signal.Signals(stop.signal).name
-                print(
-                    f"ficomm train: received {name} at env step {c.env_steps}; checkpoint "
-                    f"written to {run.checkpoint_dir()}; rerun the same command to resume",
-                    file=sys.stderr,
-                )
-                return EXIT_INTERRUPTED
-            if c.env_steps // cfg.eval_interval >= c.evals_done:
-                sync_counters()
-                check_finite()
-                row = _evaluate_row(run, last_eval)
-                last_eval = (row["env_steps"], row["wall_time"])
+                for lane in list(active):
+                    run = lane.run
+                    lane.sync_counters(t0)
+                    try:
+                        lane.check_finite()
+                    except NonFiniteLoss as exc:
+                        print(f"ficomm train: {exc}", file=sys.stderr)
+                        drop(lane, 1)
+                        continue
+                    checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
+                    print(
+                        f"ficomm train: received {name} at env step {run.c.env_steps}; "
+                        f"checkpoint written to {run.checkpoint_dir()}; rerun the same command "
+                        "to resume",
+                        file=sys.stderr,
+                    )
+                    drop(lane, EXIT_INTERRUPTED)
+                break
+            for lane in list(active):
+                run, c = lane.run, lane.run.c
+                if c.env_steps // run.cfg.eval_interval < c.evals_done:
+                    continue
+                lane.sync_counters(t0)
+                try:
+                    lane.check_finite()
+                except NonFiniteLoss as exc:
+                    print(f"ficomm train: {exc}", file=sys.stderr)
+                    drop(lane, 1)
+                    continue
+                row = _evaluate_row(run, lane.last_eval)
+                lane.last_eval = (row["env_steps"], row["wall_time"])
                 c.history.append(row)
                 c.evals_done += 1
                 c.loss_sum, c.loss_count = 0.0, 0
-                loss_sum.zero_()
-                write_metrics_csv(metrics_path, c.history, cfg.backend)
+                lane.loss_sum.zero_()
+                write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
                 checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
-                tracker.log(row)
-                progress.report(row)
-            seed = int(run.env_seeds.integers(2**31))
-            collect_episode(
-                run.env, run.policy, run.episode, run.eps, run.rng, seed, cfg.timelimit_terminal
+                lane.tracker.log(row)
+                lane.progress.report(row)
+            if not active:
+                break
+            pack = [lane.run for lane in active]
+            env = envs[0] = _lanes_env(envs[0], pack)
+            seeds = [int(run.env_seeds.integers(2**31)) for run in pack]
+            collect_episodes(
+                env,
+                [run.policy for run in pack],
+                [run.episode for run in pack],
+                [run.eps for run in pack],
+                [run.rng for run in pack],
+                seeds,
+                pack[0].cfg.timelimit_terminal,
             )
-            buffer.add(run.episode)
-            c.env_steps += run.episode.length
-            c.episodes += 1
-            loss_sum += learner.train_step(buffer.sample(cfg.batch_size, run.rng))
-            c.loss_count += 1
-            progress.advance(c.env_steps)
-        sync_counters()
-        check_finite()
-        run.finished = True
-        # The finished checkpoint keeps networks and history, not the replay buffer.
-        checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=False))
-        write_metrics_csv(metrics_path, c.history, cfg.backend)
-        return 0
+            for lane in list(active):
+                run, c = lane.run, lane.run.c
+                run.buffer.add(run.episode)
+                c.env_steps += run.episode.length
+                c.episodes += 1
+                lane.loss_sum += run.learner.train_step(
+                    run.buffer.sample(run.cfg.batch_size, run.rng)
+                )
+                c.loss_count += 1
+                lane.progress.advance(c.env_steps)
+                if c.env_steps >= run.cfg.budget:
+                    _finish(lane, t0, codes, drop_from=active)
+        return codes
     finally:
-        progress.close()
+        for lane in lanes:
+            lane.progress.close()
+
+
+def _finish(lane: _Lane, t0: float, codes: dict, drop_from: list | None) -> None:
+    """A run that reached its budget: its last checkpoint keeps networks and history, not
+    the replay buffer."""
+    run, c = lane.run, lane.run.c
+    if drop_from is not None:
+        drop_from.remove(lane)
+    lane.sync_counters(t0)
+    try:
+        lane.check_finite()
+    except NonFiniteLoss as exc:
+        print(f"ficomm train: {exc}", file=sys.stderr)
+        codes[lane.index] = 1
+        return
+    run.finished = True
+    checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=False))
+    write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
+    codes[lane.index] = 0
+    lane.progress.close()
+
+
+def _lanes_env(env: Any, pack: list[Run]) -> Any:
+    """The training environment for the runs still training: after a run of the pack has
+    stopped, one episode fewer (every episode is reset from its own seed, so which
+    environment plays it changes nothing)."""
+    if env.num_envs == len(pack):
+        return env
+    if isinstance(env, SingleEnvs):
+        keep = [env.envs[run.lane] for run in pack]
+        for single in env.envs:
+            if all(single is not k for k in keep):
+                single.close()
+        for i, run in enumerate(pack):
+            run.lane = i
+        return SingleEnvs(keep)
+    env.close()
+    cfg = pack[0].cfg
+    for i, run in enumerate(pack):
+        run.lane = i
+    return make_pack_env(cfg.env, cfg.backend, [run.cfg.seed for run in pack], **cfg.env_args)
 
 
 def _evaluate_row(run: Run, last_eval: tuple[int, float] | None) -> dict[str, Any]:
@@ -579,10 +721,13 @@ def _evaluate_row(run: Run, last_eval: tuple[int, float] | None) -> dict[str, An
 
 USAGE = """usage: ficomm train [CONFIG.yaml] [key=value ...]
 
-One training run. Every key of the config can be set in the YAML file or as key=value
-(values are YAML: 1e-4, true, [a, b]); env_args.NAME=value sets an environment parameter.
-Rerunning the same command resumes from the run directory's checkpoint.
-Example: ficomm train out=runs/pp env=predator_prey share=nps comm=true hidden=64 seed=0"""
+One training run, or a pack of runs trained side by side in one process. Every key of the
+config can be set in the YAML file or as key=value (values are YAML: 1e-4, true, [a, b]);
+env_args.NAME=value sets an environment parameter. A list for a key marked [pack] makes a
+pack, one run per value, each in its own directory (out= a template or a list).
+Rerunning the same command resumes from the run directories' checkpoints.
+Example: ficomm train out=runs/pp env=predator_prey share=nps comm=true hidden=64 seed=0
+Pack:    ficomm train out=runs/pp/seed{seed} share=nps comm=true seed=[0,1,2,3,4]"""
 
 
 class Interrupted(BaseException):
@@ -635,8 +780,9 @@ def main(argv: list[str] | None = None) -> int:
         pass
     cfg: Config | None = None
     try:
-        cfg = load_config(path, argv)
-        return train(cfg)
+        cfgs = load_pack(path, argv)
+        cfg = cfgs[0]
+        return train(cfgs)
     except ConfigError as exc:
         print(f"ficomm train: config error: {exc}", file=sys.stderr)
         return 2

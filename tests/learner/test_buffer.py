@@ -13,7 +13,7 @@ from ficomm.envs import make_env
 from ficomm.envs.base import EnvInfo
 from ficomm.methods import layout_for
 from ficomm.nets import AgentNets
-from ficomm.rollout import EpsilonSchedule, Policy, collect_episode
+from ficomm.rollout import EpsilonSchedule, Policy, collect_episode, collect_episodes
 
 
 def play(env, n_episodes, timelimit_terminal=True, seed=0):
@@ -123,7 +123,7 @@ def test_memory_stays_flat_after_the_buffer_is_full(tmp_path):
     run = Run(cfg)
     nbytes, rss = [], []
     for k in range(60):
-        collect_episode(run.env, run.policy, run.episode, run.eps, run.rng, k, True)
+        collect_episodes(run.env, [run.policy], [run.episode], [run.eps], [run.rng], [k], True)
         run.buffer.add(run.episode)
         run.learner.train_step(run.buffer.sample(cfg.batch_size, run.rng))
         nbytes.append(run.buffer.nbytes)

@@ -108,3 +108,26 @@ def test_offline_grid_has_one_group_per_configuration_and_unique_names(tmp_path)
         assert sorted(row.run_names.split()) == sorted(r["name"] for r in mine)
         assert sorted(row.run_ids.split()) == sorted(r["run_id"] for r in mine)
         assert row.seeds == "0 1"
+
+
+def test_a_pack_writes_one_offline_run_per_run_with_its_own_rows(tmp_path):
+    """The runs of a pack are W&B runs side by side: each run directory holds its own run
+    file, with its own id, name and the rows of its own metrics.csv."""
+    res = run_train([*ARGS, "seed=[0, 1]", f"out={tmp_path}/s{{seed}}"])
+    assert res.returncode == 0, res.stderr
+    ids = set()
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        files = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(files) == 1, seed
+        run = read_offline_run(files[0])
+        info = json.loads((out / "run_info.json").read_text())
+        assert run["run_id"] == info["wandb_run_id"] and run["name"].endswith(f"-s{seed}")
+        assert f"seed:{seed}" in run["tags"] and run["config"]["seed"] == seed
+        rows = read_metrics(out / "metrics.csv")
+        logged = run["history"]
+        assert [g["_step"] for g in logged] == [int(r["env_steps"]) for r in rows]
+        for got, row in zip(logged, rows, strict=True):
+            assert math.isclose(got["eval_return_mean"], float(row["eval_return_mean"]))
+        ids.add(run["run_id"])
+    assert len(ids) == 2

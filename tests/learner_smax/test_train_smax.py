@@ -156,3 +156,59 @@ def test_sc2_without_smac_stops_and_never_falls_back(tmp_path):
     assert "pip install git+https://github.com/oxwhirl/smac.git" in proc.stderr
     assert "SC2PATH" in proc.stderr
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def _metrics_without_wall_clock(out: Path) -> list[dict]:
+    rows = read_run(out)[2]
+    for row in rows:
+        row.pop("wall_time"), row.pop("env_steps_per_sec")
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.smax
+@pytest.mark.skipif(find_spec("jaxmarl") is None, reason="needs jaxmarl (ficomm[smax])")
+@pytest.mark.parametrize("share, comm", [("nps", True), ("ps", False)])
+def test_packed_smax_runs_equal_the_same_runs_alone(tmp_path, share, comm):
+    """A pack steps its runs' SMAX episodes in one vmapped call; each run still plays the
+    episodes and takes the evaluations it would alone (budgets differ: run 0 stops first).
+
+    Losses agree to float32 tolerance, not bit for bit: XLA compiles SMAX's vmapped step once
+    per batch size, and a batch of 3 and a batch of 1 round some observations one float32 ulp
+    apart (6e-8), which the learner carries into its losses (relative 1e-6 here)."""
+    common = ("backend=smax", "eval_interval=500", "eval_episodes=3", "batch_size=8")
+    pack = (*common, "seed=[0, 1, 2]", "budget=[600, 1200, 1200]")
+    assert run(tmp_path / "pack" / "s{seed}", share, comm, *pack) == 0
+    for seed, budget in ((0, 600), (1, 1200), (2, 1200)):
+        alone = tmp_path / "alone" / f"s{seed}"
+        assert run(alone, share, comm, *common, f"seed={seed}", f"budget={budget}") == 0
+        packed = _metrics_without_wall_clock(tmp_path / "pack" / f"s{seed}")
+        single = _metrics_without_wall_clock(alone)
+        assert len(packed) == len(single) >= 2, f"seed {seed}"
+        for p_row, s_row in zip(packed, single, strict=True):
+            p_loss, s_loss = p_row.pop("train_loss"), s_row.pop("train_loss")
+            assert p_row == s_row, f"seed {seed}"  # steps, episodes, evaluations: exact
+            if s_loss:
+                assert float(p_loss) == pytest.approx(float(s_loss), rel=1e-4), f"seed {seed}"
+
+
+@pytest.mark.filterwarnings("ignore:SC2Env.reset:UserWarning")
+def test_packed_sc2_runs_one_game_each_equal_the_same_runs_alone(tmp_path):
+    """Without a vectorised form (real StarCraft II) a pack drives one game per run."""
+    common = (
+        "backend=sc2",
+        f"env_args.env_factory={STANDIN}",
+        "eval_interval=400",
+        "eval_episodes=2",
+        "batch_size=4",
+    )
+    assert (
+        run(tmp_path / "pack" / "s{seed}", "nps", True, *common, "seed=[0, 1]", "budget=[400, 800]")
+        == 0
+    )
+    for seed, budget in ((0, 400), (1, 800)):
+        alone = tmp_path / "alone" / f"s{seed}"
+        assert run(alone, "nps", True, *common, f"seed={seed}", f"budget={budget}") == 0
+        assert _metrics_without_wall_clock(tmp_path / "pack" / f"s{seed}") == (
+            _metrics_without_wall_clock(alone)
+        )

@@ -183,38 +183,43 @@ def test_failing_job_makes_snakemake_fail(slurm_cluster, pipeline):
     assert "no_such_param" in log.read_text()
 
 
-def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
+@pytest.mark.parametrize("pack", [1, 2], ids=["one-run", "pack-of-2"])
+def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path, pack):
     """SLURM kills a training job at its time limit (state TIMEOUT, as on a cluster when a run
     outlasts its request); Snakemake's retry submits a new job, which resumes from the run's
-    checkpoint instead of starting again, and finishes.
+    checkpoint instead of starting again, and finishes. With pack 2 the job trains seeds 0
+    and 1 in one process, and the retry resumes both.
 
     The first job is frozen (SIGSTOP) once it has checkpointed, before its time limit is cut:
     slurmctld enforces limits on its own schedule, and a job left running could finish first on
     a fast machine. Frozen, it can only end by SLURM's time-out, whatever the machine's speed."""
-    run = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed0"
+    prefix = "results/smoke/runs/predator_prey/native/nps_comm/h32/seed"
+    runs = [f"{prefix}{seed}" for seed in range(pack)]
     overlay = {
         "presets": {
             "smoke": {
-                "grid": {"env": ["predator_prey"], "hidden": [32]},
+                "grid": {"env": ["predator_prey"], "hidden": [32], "seeds": list(range(pack))},
                 "budget": {"predator_prey": 30_000},
                 "eval_interval": 500,
                 "eval_episodes": 1,
+                "pack": pack,
             }
         },
         "wandb_mode": "disabled",
     }
     workdir = copy_workflow(tmp_path, overlay)
-    metrics = workdir / run / "metrics.csv"
-    args = (f"{run}/metrics.csv", *PROFILE, "--retries", "1", "--configfile", "overlay.yaml")
+    metrics = [workdir / run / "metrics.csv" for run in runs]
+    targets = [f"{run}/metrics.csv" for run in runs]
+    args = (*targets, *PROFILE, "--retries", "1", "--configfile", "overlay.yaml")
     proc = start_snakemake(workdir, *args)
     try:
         wait_for(
-            lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 4,
+            lambda: all(m.exists() and len(m.read_text().splitlines()) >= 4 for m in metrics),
             180,
-            "three evaluations of the first job",
+            "three evaluations of every run of the first job",
         )
         (job,) = slurm_cluster.run("squeue", "-h", "-o", "%i").stdout.split()
-        frozen = subprocess.run(["pkill", "-STOP", "-f", f"ficomm train out=\\S*{run}"])
+        frozen = subprocess.run(["pkill", "-STOP", "-f", f"ficomm train out=\\S*{prefix}"])
         assert frozen.returncode == 0, "the training process of the first job was not found"
         # A time limit already passed: slurmctld times the job out at its next check.
         slurm_cluster.run("scontrol", "update", f"JobId={job}", "TimeLimit=0:1")
@@ -227,8 +232,13 @@ def test_timed_out_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster,
     jobs = sacct_jobs(slurm_cluster, slurm_run_id(out))
     assert [j["state"] for j in jobs] == ["TIMEOUT", "COMPLETED"], jobs
     assert jobs[0]["id"] == job
-    log = workdir / "results/smoke/logs/train/predator_prey/native/nps_comm/h32/seed0.log"
-    m = re.search(r"resuming .*at env step (\d+)", log.read_text())
-    assert m and int(m[1]) > 0, log.read_text()[-2000:]
-    rows = list(csv.DictReader(metrics.open()))
-    assert int(rows[-1]["env_steps"]) + 500 >= 30_000
+    logs = workdir / "results/smoke/logs/train"
+    if pack == 1:
+        log = logs / "predator_prey/native/nps_comm/h32/seed0.log"
+    else:
+        log = logs / "train_pack_predator_prey_native_nps_comm_h32_s0_1.log"
+    resumed = re.findall(r"resuming .*at env step (\d+)", log.read_text())
+    assert len(resumed) == pack and all(int(s) > 0 for s in resumed), log.read_text()[-2000:]
+    for m in metrics:
+        rows = list(csv.DictReader(m.open()))
+        assert int(rows[-1]["env_steps"]) + 500 >= 30_000

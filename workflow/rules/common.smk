@@ -85,6 +85,7 @@ PRESET_NAME = config["preset"]
 PRESET = _check_preset(PRESET_NAME, config["presets"])
 # The W&B settings, spelled as the `ficomm train` keys (wandb_mode, ...).
 WANDB = {k: config[f"wandb_{k}"] for k in ("mode", "project", "entity", "reference_project")}
+DEVICE = config.get("device", "cpu")
 
 RESULTS = PRESET.get("out", f"results/{PRESET_NAME}")
 FIGURES = PRESET.get("figures", f"paper_figures/{PRESET_NAME}")
@@ -229,6 +230,11 @@ def train_execution_args(wildcards, resources):
     return " ".join(shlex.quote(arg) for arg in _cli_args(settings))
 
 
+def job_gpus():
+    """GPUs per training job: one where the workflow's device is cuda."""
+    return 1 if DEVICE == "cuda" else 0
+
+
 def _field_of(key, settings):
     """The config field a `ficomm train` key came from (env_args errors name env_args only)."""
     if key in settings:
@@ -323,15 +329,98 @@ if workflow.is_main_process:  # a cluster job re-parses the Snakefile: check onc
 STARTUP_MINUTES = 10
 
 
-def train_runtime(wildcards, attempt):
-    """Minutes of wall-clock time to request, from the env's budget and the backend's speed."""
+def train_runtime(wildcards, attempt, runs=1):
+    """Minutes of wall-clock time to request, from the env's budget and the backend's speed
+    (a pack of `runs` on one CPU core takes about `runs` times as long)."""
     speed = backend_spec(wildcards.env, wildcards.backend).steps_per_second
-    seconds = PRESET["budget"][wildcards.env] / speed
+    seconds = PRESET["budget"][wildcards.env] / speed * (runs if DEVICE == "cpu" else 1)
     return (math.ceil(1.5 * seconds / 60) + STARTUP_MINUTES) * attempt
 
 
-def train_mem_mb(wildcards):
-    return backend_spec(wildcards.env, wildcards.backend).mem_mb
+def train_mem_mb(wildcards, runs=1):
+    """Memory to request: one run's, plus each further run's own (its replay buffer and
+    networks) for a pack; the process, its imports and the simulator are shared."""
+    spec = backend_spec(wildcards.env, wildcards.backend)
+    return spec.mem_mb + (runs - 1) * spec.run_mb
+
+
+# ------------------------------------------------------------------ packs (runs per job)
+def pack_size(env):
+    """Runs per training job for env: the preset's `pack` (one number or per env), else the
+    environment's registry default for the workflow's device."""
+    value = PRESET.get("pack")
+    if value is None:
+        return backend_spec(env, PRESET["backend"][env]).pack[DEVICE]
+    if isinstance(value, dict):
+        if env not in value:
+            raise _config_error(f"presets.{PRESET_NAME}.pack.{env}", "missing for this env")
+        return value[env]
+    return value
+
+
+def _packs():
+    """The training jobs that train several runs: grid points of one configuration (every
+    `ficomm train` key but the seed equal), in seed order, at most pack_size(env) per job.
+    Every other grid point is a job of the rule `train`."""
+    groups = {}
+    for point in grid_points():
+        settings = train_settings(point)
+        key = repr(sorted((k, repr(v)) for k, (v, _) in settings.items() if k != "seed"))
+        groups.setdefault(key, []).append(point)
+    packs = []
+    for points in groups.values():
+        size = pack_size(points[0]["env"])
+        points = sorted(points, key=lambda p: p["seed"])
+        packs += [points[i : i + size] for i in range(0, len(points), size)]
+    return [pack for pack in packs if len(pack) > 1]
+
+
+PACKS = _packs()
+
+
+class _PackWildcards(dict):
+    """A pack's shared grid values as the wildcards object the per-run helpers read."""
+
+    __getattr__ = dict.__getitem__
+
+
+def pack_name(pack):
+    """The name of the job that trains a pack (its configuration and seeds)."""
+    p = pack[0]
+    seeds = "_".join(str(q["seed"]) for q in pack)
+    return f"train_pack_{p['env']}_{p['backend']}_{p['share']}_{p['comm']}_h{p['hidden']}_s{seeds}"
+
+
+def pack_dirs(pack):
+    return [RUN_DIR.format(**point) for point in pack]
+
+
+def pack_out(pack):
+    """`ficomm train`'s out= template of a pack: the run directories, by seed."""
+    return RUN_DIR.format(**{**pack[0], "seed": "{seed}"})
+
+
+def pack_args(pack):
+    """The learning keys of a pack, shell-quoted: the first run's, with seed=[...]."""
+    settings = {k: s for k, s in train_settings(pack[0]).items() if _learns(k)}
+    settings["seed"] = ([int(p["seed"]) for p in pack], settings["seed"][1])
+    return " ".join(shlex.quote(arg) for arg in _cli_args(settings))
+
+
+def pack_execution_args(pack):
+    def args(wildcards, resources):
+        return train_execution_args(_PackWildcards(pack[0]), resources)
+
+    return args
+
+
+def pack_resources(pack):
+    wc = _PackWildcards(pack[0])
+    return dict(
+        mem_mb=train_mem_mb(wc, len(pack)),
+        runtime=lambda wildcards, attempt: train_runtime(wc, attempt, len(pack)),
+        gpu=job_gpus(),
+    )
 
 
 TABLES = ("final_performance", "param_counts")

@@ -24,7 +24,7 @@ rule train:
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
-        gpu=0,
+        gpu=job_gpus(),
     params:
         out=lambda wildcards, output: os.path.dirname(output.metrics),
         args=train_args,
@@ -32,3 +32,33 @@ rule train:
     shell:
         "ficomm train out={params.out:q} {params.args} {params.execution}"
         " threads={threads} > {log:q} 2>&1"
+
+
+# Packs: where a preset's `pack` (or the environment's default for the device) is above one,
+# one job trains that many seeds of one configuration in one `ficomm train` process. Each
+# pack is its own rule, with the pack's run files as outputs; rules without wildcards take
+# precedence over `train`, so each run file has one producer. Outputs, logs of the runs and
+# resume are as for `train`: a retried pack resumes each of its runs from its checkpoint.
+for _pack in PACKS:
+
+    rule:
+        name:
+            pack_name(_pack)
+        output:
+            metrics=[f"{d}/metrics.csv" for d in pack_dirs(_pack)],
+            run_info=[f"{d}/run_info.json" for d in pack_dirs(_pack)],
+        log:
+            f"{LOG_DIR}/train/{pack_name(_pack)}.log",
+        conda:
+            "../envs/ficomm.yaml"
+        threads: 1
+        resources:
+            **pack_resources(_pack),
+        params:
+            # functions, so that the template's {seed} is not read as a wildcard
+            out=lambda wildcards, o=pack_out(_pack): o,
+            args=lambda wildcards, a=pack_args(_pack): a,
+            execution=pack_execution_args(_pack),
+        shell:
+            "ficomm train out={params.out:q} {params.args} {params.execution}"
+            " threads={threads} > {log:q} 2>&1"

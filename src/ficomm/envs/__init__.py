@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ficomm.envs.base import ConfigError, EnvInfo, MultiAgentEnv, Step, VectorEnv
+from ficomm.envs.base import ConfigError, EnvInfo, MultiAgentEnv, SingleEnvs, Step, VectorEnv
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,12 @@ class BackendSpec:
     vector: str | Any | None = None  # the same for many episodes at once; None: none
     max_return: float | None = None  # largest team return an episode can reach
     mem_mb: int = 2000  # memory a training job requests
+    run_mb: int = 500  # memory each further run of a pack adds (replay buffer, networks)
     steps_per_second: float = 100.0  # rough single-core training speed (sizes run-time requests)
+    # Runs per workflow job (a pack, `ficomm train seed=[...]`) by device, where the preset sets
+    # none: on a CPU core a pack pays off where stepping the simulator has a fixed cost per call
+    # that the pack shares (bench/results/pack.md); on a GPU packs fill the device.
+    pack: dict = field(default_factory=lambda: {"cpu": 1, "cuda": 20})
 
 
 @dataclass(frozen=True)
@@ -154,14 +159,18 @@ register_env(
                 vector="ficomm.envs.smax:VectorSmaxEnv",
                 max_return=2.0,
                 mem_mb=4000,
+                run_mb=1800,  # float32 observations: 5000 episodes x 251 steps x 3 x 101
                 steps_per_second=150,
+                pack={"cpu": 5, "cuda": 20},
             ),
             "sc2": BackendSpec(
                 title="StarCraft II",
                 single="ficomm.envs.sc2:SC2Env",
                 max_return=20.0,
                 mem_mb=8000,
+                run_mb=4000,  # a game of its own (SingleEnvs) and its replay buffer
                 steps_per_second=60,
+                pack={"cpu": 1, "cuda": 1},  # one game per run: nothing is shared
             ),
         },
         default_backend="sc2",
@@ -223,6 +232,24 @@ def make_vector_env(
     return factory(num_envs=num_envs, seed=seed, **env_params(env, **params))
 
 
+def make_pack_env(env: str, backend: str, seeds: list[int], **params: Any) -> VectorEnv:
+    """The training episodes of a pack of len(seeds) runs, stepped together: the backend's
+    vectorised form, else one single env per run (`SingleEnvs`, built with the runs' seeds).
+    Episode b is reset with the seed run b draws (`reset(seeds=...)`), so each run plays
+    exactly the episodes it would play alone."""
+    if backend_spec(env, backend).vector is not None:
+        return make_vector_env(env, backend, len(seeds), seed=seeds[0], **params)
+    envs: list[MultiAgentEnv] = []
+    try:
+        for seed in seeds:
+            envs.append(make_env(env, backend, seed=seed, **params))
+    except BaseException:
+        for built in envs:
+            built.close()
+        raise
+    return SingleEnvs(envs)
+
+
 __all__ = [
     "BackendSpec",
     "ConfigError",
@@ -237,6 +264,7 @@ __all__ = [
     "env_params",
     "env_spec",
     "make_env",
+    "make_pack_env",
     "make_vector_env",
     "register_env",
 ]

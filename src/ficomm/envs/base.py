@@ -80,8 +80,9 @@ class VectorEnv(ABC):
     num_envs: int
 
     @abstractmethod
-    def reset(self, seed: int | None = None) -> Step:
-        """Start B new episodes."""
+    def reset(self, seed: int | None = None, seeds: Any = None) -> Step:
+        """Start B new episodes; `seeds` (one per episode) seeds episode b as the single env's
+        `reset(seed=seeds[b])` would."""
 
     @abstractmethod
     def step(self, actions: np.ndarray) -> Step:
@@ -94,3 +95,66 @@ class VectorEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release external resources."""
+
+
+class SingleEnvs(VectorEnv):
+    """Several one-episode environments seen as one VectorEnv (for simulators without a
+    vectorised form, such as real StarCraft II): stepped one after another, with the same
+    frozen-episode rule; `reset(seeds=...)` resets episode b with `seeds[b]`."""
+
+    def __init__(self, envs: list[MultiAgentEnv]):
+        self.envs = list(envs)
+        self.num_envs = len(self.envs)
+        self.info, self.backend = self.envs[0].info, self.envs[0].backend
+        self._last: list[Step] = []
+        self._done = np.ones(self.num_envs, bool)
+
+    @property
+    def done(self) -> np.ndarray:
+        return self._done.copy()
+
+    def reset(self, seed: int | None = None, seeds: Any = None) -> Step:
+        if seeds is None:
+            seeds = [None if seed is None else seed + b for b in range(self.num_envs)]
+        seeds = list(seeds)
+        if len(seeds) != self.num_envs:
+            raise ConfigError(
+                f"seeds: expected {self.num_envs} (one per episode), got {len(seeds)}"
+            )
+        self._last = [env.reset(seed=s) for env, s in zip(self.envs, seeds, strict=True)]
+        self._done[:] = False
+        return self._stack(self._last)
+
+    def step(self, actions: np.ndarray) -> Step:
+        steps = []
+        for b, env in enumerate(self.envs):
+            if self._done[b]:  # frozen: previous observation and flags, reward 0
+                steps.append(self._last[b]._replace(reward=0.0))
+                continue
+            s = env.step(np.asarray(actions[b]))
+            self._done[b] = bool(s.terminated or s.truncated)
+            steps.append(s)
+        self._last = steps
+        return self._stack(steps)
+
+    @staticmethod
+    def _stack(steps: list[Step]) -> Step:
+        keys = dict.fromkeys(k for s in steps for k in s.info)
+        info = {k: np.asarray([s.info.get(k, False) for s in steps]) for k in keys}
+        return Step(
+            np.stack([s.obs for s in steps]),
+            np.stack([s.state for s in steps]),
+            np.stack([s.avail for s in steps]),
+            np.asarray([s.reward for s in steps], np.float32),
+            np.asarray([s.terminated for s in steps]),
+            np.asarray([s.truncated for s in steps]),
+            info,
+        )
+
+    def run_facts(self) -> dict[str, Any]:
+        facts = getattr(self.envs[0], "run_facts", None)
+        return dict(facts()) if callable(facts) else {}
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

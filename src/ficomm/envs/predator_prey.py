@@ -91,6 +91,16 @@ def gym_random_state(seed: int | None) -> np.random.RandomState:
     return np.random.RandomState(gym_seed_key(seed))  # legacy init_by_array, as seed() does
 
 
+def _episode_seeds(seeds: Any, num_envs: int) -> list[int]:
+    """One seed per episode of a vector env, checked like a single env's seed."""
+    seeds = list(seeds)
+    if len(seeds) != num_envs:
+        raise ConfigError(f"seeds: expected {num_envs} (one per episode), got {len(seeds)}")
+    for s in seeds:
+        gym_seed_key(s)  # raises ConfigError naming a bad seed
+    return [int(s) for s in seeds]
+
+
 def sub_seeds(seed: int | None, num_envs: int) -> list[int]:
     """Per-episode seeds of `VectorPredatorPrey`: episode ``b`` of ``VectorPredatorPrey(B,
     seed=s)`` replays ``PredatorPrey(seed=sub_seeds(s, B)[b])`` (prefix-stable in B)."""
@@ -679,10 +689,13 @@ class VectorPredatorPrey(VectorEnv):
     def done(self) -> np.ndarray:
         return self._terminated | self._truncated
 
-    def reset(self, seed: int | None = None) -> Step:
-        """Start B new episodes; a seed re-seeds all B streams from ``sub_seeds(seed, B)``."""
+    def reset(self, seed: int | None = None, seeds: Any = None) -> Step:
+        """Start B new episodes; a seed re-seeds all B streams from ``sub_seeds(seed, B)``,
+        ``seeds`` (B of them) seeds episode b exactly as ``PredatorPrey.reset(seed=seeds[b])``."""
         geo, B, st, w = self.geometry, self.num_envs, self._streams, self._w
-        if seed is not None:
+        if seeds is not None:
+            st.seed(_episode_seeds(seeds, B))
+        elif seed is not None:
             st.seed(sub_seeds(seed, B))
         free = self._free
         free[:] = self._board

@@ -406,8 +406,17 @@ class VectorSmaxEnv(_SmaxBase, VectorEnv):
     def done(self) -> np.ndarray:
         return self._done_mask.copy()
 
-    def reset(self, seed: int | None = None) -> Step:
-        if seed is not None:
+    def reset(self, seed: int | None = None, seeds: Any = None) -> Step:
+        """Start the episodes; ``seeds`` (one per episode) keys episode b exactly as
+        ``SmaxEnv.reset(seed=seeds[b])``."""
+        if seeds is not None:
+            seeds = list(seeds)
+            if len(seeds) != self.num_envs:
+                raise ConfigError(
+                    f"seeds: expected {self.num_envs} (one per episode), got {len(seeds)}"
+                )
+            self._keys = self._put(np.stack([_key_data(s) for s in seeds]))
+        elif seed is not None:
             self._keys = self._put(_key_data(seed, self.num_envs))
         self._keys, self._state, self._out = self._k.reset_batch(self._keys)
         return self._to_step(self._host(self._out))
