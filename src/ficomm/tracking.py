@@ -160,7 +160,7 @@ class WandbTracker:
         self.run.finish(exit_code=exit_code)
         self.run = None
         if offline:
-            from ficomm.analysis.wandb_reader import wait_until_complete
+            from ficomm.wandb_files import wait_until_complete
 
             record = next(run_dir.glob("run-*.wandb"), None)
             if record is None or not wait_until_complete(record):

@@ -97,7 +97,7 @@ def test_analysis_never_imports_torch():
         "import sys\n"
         "import ficomm.analysis.cli, ficomm.analysis.aggregate, ficomm.analysis.figures, "
         "ficomm.analysis.tables, ficomm.analysis.claims, ficomm.analysis.publish, "
-        "ficomm.analysis.wandb_reader\n"
+        "ficomm.wandb_files\n"
         "assert 'torch' not in sys.modules, 'the analysis imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -15,8 +15,8 @@ from ficomm.analysis import figures
 from ficomm.analysis.aggregate import AnalysisInputError, aggregate_runs
 from ficomm.analysis.claims import replication_report, write_report
 from ficomm.analysis.publish import api_runs_to_frame, publish, resolve_mode
-from ficomm.analysis.wandb_reader import WandbFileError, read_logged_table, read_offline_run
 from ficomm.analysis.wandb_report import build_report, configuration_groups, report_definition
+from ficomm.wandb_files import WandbFileError, read_logged_table, read_offline_run
 
 
 class StandInApiRun:
@@ -83,6 +83,12 @@ def test_api_runs_to_frame():
         column_map={"test_return": "eval_return_mean"},
     )
     assert renamed["eval_return_mean"].tolist() == [3.0]
+    assert set(df["channel"]) == {"concat"}  # logged before `channel` existed: the paper's
+    attention = {**_reference_runs()[1].config, "channel": "attention"}
+    att = api_runs_to_frame(
+        [StandInApiRun("a", attention, [{"env_steps": 0, "eval_return_mean": 1}])]
+    )
+    assert att["method"].tolist() == ["NPS+IQL+ATT"] and att["channel"].tolist() == ["attention"]
     with pytest.raises(AnalysisInputError, match="someone/reference/bad: config keys missing"):
         api_runs_to_frame([StandInApiRun("bad", {"env": "predator_prey"}, [])])
 

@@ -9,8 +9,8 @@ import math
 import pandas as pd
 from learner_helpers import read_metrics, run_train
 
-from ficomm.analysis.wandb_reader import read_offline_run
 from ficomm.analysis.wandb_report import configuration_groups
+from ficomm.wandb_files import read_offline_run
 
 ARGS = [
     "hidden=16",

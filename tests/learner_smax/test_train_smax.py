@@ -19,8 +19,8 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "envs"))  # the SMAC stand-in
 from smac_standin import StarCraft2EnvStandIn  # noqa: E402
 
-from ficomm.analysis.wandb_reader import read_offline_run  # noqa: E402
 from ficomm.train import main as train_main  # noqa: E402
+from ficomm.wandb_files import read_offline_run  # noqa: E402
 
 STANDIN = f"{StarCraft2EnvStandIn.__module__}:{StarCraft2EnvStandIn.__name__}"
 METHODS = [("nps", False), ("nps", True), ("ps", False), ("ps", True)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shlex
@@ -47,13 +48,32 @@ PREDATOR_PREY_H64_PARAMS = {
 
 
 def train_commands(output: str) -> list[dict[str, str]]:
-    """The key=value arguments of every `ficomm train` command of a `snakemake -n -p` run."""
+    """The key=value arguments of every run of the `ficomm train` commands of a `snakemake -n
+    -p` run, one dict per run: a pack's command (`seed=[0, 1]`, out=...seed{seed}) gives one
+    per seed, with its own seed and out, and `pack` = the number of runs of its job."""
     runs = []
     for command in shell_commands(output):
         words = shlex.split(command.split(" > ")[0])
         assert words[:2] == ["ficomm", "train"], command
-        runs.append(dict(word.split("=", 1) for word in words[2:]))
+        args = dict(word.split("=", 1) for word in words[2:])
+        seeds = yaml.safe_load(args["seed"])
+        if not isinstance(seeds, list):
+            runs.append({**args, "pack": "1"})
+            continue
+        assert "{seed}" in args["out"], command  # each run of a pack has its own directory
+        for seed in seeds:
+            out = args["out"].replace("{seed}", str(seed))
+            runs.append({**args, "seed": str(seed), "out": out, "pack": str(len(seeds))})
     return runs
+
+
+def train_job_counts(output: str) -> dict[str, int]:
+    """Jobs per rule, with every pack rule (train_pack_*) counted under `train_pack`."""
+    counts: dict[str, int] = {}
+    for rule, n in job_counts(output).items():
+        key = "train_pack" if rule.startswith("train_pack_") else rule
+        counts[key] = counts.get(key, 0) + n
+    return counts
 
 
 def dry_run(workdir: Path, *args: str) -> str:
@@ -104,9 +124,14 @@ def test_smoke_preset_touches_every_level_and_targets_paper_figures(tmp_path):
     for run in runs:
         assert run["device"] == "cpu"
         assert run["budget"] == str(CONFIG["presets"]["smoke"]["budget"][run["env"]])
-    counts = job_counts(out)
+    # 3s_vs_5z on SMAX packs its seeds (the registry's CPU default), PredatorPrey does not.
+    for run in runs:
+        assert run["pack"] == ("1" if run["env"] == "predator_prey" else str(len(grid["seeds"])))
+    counts = train_job_counts(out)
+    pp_runs = sum(run["env"] == "predator_prey" for run in runs)
     assert counts == {
-        "train": len(expected),
+        "train": pp_runs,
+        "train_pack": (len(expected) - pp_runs) // len(grid["seeds"]),
         "aggregate": 1,
         "report": 1,
         "paper_figures": 1,
@@ -184,7 +209,53 @@ def test_attention_is_a_level_of_the_channel_factor(tmp_path):
 def test_gpu_resource_trains_on_cuda(tmp_path):
     workdir = copy_workflow(tmp_path)
     runs = train_commands(dry_run(workdir, "--set-resources", "train:gpu=1"))
-    assert runs and all(r["device"] == "cuda" for r in runs)
+    single = [r for r in runs if r["pack"] == "1"]
+    assert single and all(r["device"] == "cuda" for r in single)
+
+
+def test_device_cuda_packs_every_configuration_and_requests_one_gpu_per_pack(tmp_path):
+    """device: cuda (top level) -> the registry's GPU pack size (20): each configuration's
+    seeds of the smoke grid train in one job on one GPU; outputs stay per run."""
+    workdir = copy_workflow(tmp_path)
+    out = dry_run(workdir, "--config", "device=cuda")
+    runs = train_commands(out)
+    seeds = CONFIG["presets"]["smoke"]["grid"]["seeds"]
+    assert runs and all(r["device"] == "cuda" and r["pack"] == str(len(seeds)) for r in runs)
+    assert train_job_counts(out).get("train", 0) == 0
+    assert train_job_counts(out)["train_pack"] == len(runs) // len(seeds)
+    for block in out.split("\n\n"):
+        if "rule train_pack_" in block:
+            assert "gpu=1" in block, block
+
+
+def test_pack_setting_packs_seeds_and_scales_the_job_resources(tmp_path):
+    """presets.<name>.pack per env: PredatorPrey 2 seeds per job, 3s_vs_5z alone. A pack's job
+    asks for one run's memory plus each further run's own, and for the runs' time on one core."""
+    from ficomm.envs import backend_spec
+
+    overlay = {"presets": {"smoke": {"pack": {"predator_prey": 2, "3s_vs_5z": 1}}}}
+    workdir = copy_workflow(tmp_path, overlay)
+    out = dry_run(workdir, "--configfile", "overlay.yaml")
+    runs = train_commands(out)
+    assert {r["pack"] for r in runs if r["env"] == "predator_prey"} == {"2"}
+    assert {r["pack"] for r in runs if r["env"] == "3s_vs_5z"} == {"1"}
+    resources = {}
+    for block in out.split("\n\n"):
+        rule, res = re.search(r"rule (\S+):", block), re.search(r"resources: (.*)", block)
+        if rule and res and rule[1].startswith("train"):
+            kind = "pack" if rule[1].startswith("train_pack_") else rule[1]
+            if kind == "pack" or "predator_prey" in block:
+                resources[kind] = dict(kv.split("=", 1) for kv in res[1].split(", "))
+    pp = backend_spec("predator_prey", "native")
+    assert int(resources["pack"]["mem_mb"]) == pp.mem_mb + pp.run_mb
+    one_core = 2 * CONFIG["presets"]["smoke"]["budget"]["predator_prey"] / pp.steps_per_second
+    assert int(resources["pack"]["runtime"]) == math.ceil(1.5 * one_core / 60) + 10  # + start-up
+    # 3s_vs_5z (smax) alone: its own memory, unscaled
+    smax = [b for b in out.split("\n\n") if "rule train:" in b and "3s_vs_5z" in b]
+    assert smax and f"mem_mb={backend_spec('3s_vs_5z', 'smax').mem_mb}," in smax[0]
+    bad = {"presets": {"smoke": {"pack": {"predator_prey": 2}}}}
+    res = snakemake(copy_workflow(tmp_path / "bad", bad), "-n", "--configfile", "overlay.yaml")
+    assert res.returncode != 0 and "presets.smoke.pack.3s_vs_5z" in res.stdout
 
 
 def test_train_keys_and_per_point_overrides(tmp_path):

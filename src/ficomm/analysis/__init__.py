@@ -5,6 +5,6 @@ aggregate: run directories -> tidy table; final performance per run.
 stats: bootstrap CIs, IQM, seeds-to-decide, PredatorPrey basins.
 figures, tables: the paper's figures and tables from the tidy table.
 claims: the replication report (the paper's five claims tested).
-publish: W&B logging of all of it; wandb_reader: reading offline W&B run files back.
+publish: W&B logging of all of it (offline W&B run files are read back by ficomm.wandb_files).
 cli: `ficomm analysis <subcommand>`.
 """

@@ -26,13 +26,13 @@ from ficomm.analysis.aggregate import (
     method_label,
 )
 from ficomm.analysis.tables import final_performance_table
-from ficomm.analysis.wandb_reader import wait_until_complete
 from ficomm.analysis.wandb_report import (
     build_report,
     configuration_groups,
     report_definition,
     save_report,
 )
+from ficomm.wandb_files import wait_until_complete
 
 MODES = ("offline", "online", "disabled")
 # Columns of the aggregated table logged as a wandb.Table: W&B types every cell in Python
@@ -92,7 +92,9 @@ def api_runs_to_frame(
             if key in config:
                 df[key] = config[key]
         df["comm"] = bool(config["comm"])
-        df["method"] = method_label(config["share"], config["comm"])
+        # runs logged before `channel` existed used the paper's concatenation
+        df["channel"] = config.get("channel") or "concat"
+        df["method"] = method_label(config["share"], config["comm"], df["channel"].iloc[0])
         df["n_params"] = config.get("n_params")
         df["run_dir"] = f"wandb:{where}"
         df["source"] = source

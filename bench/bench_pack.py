@@ -1,0 +1,170 @@
+"""Packs on one CPU core: R runs of one configuration in one `ficomm train` process (`seed=[0,
+..., R-1]`) against the same R runs trained one process each, per env step, and the pack's
+peak memory.
+
+What a pack shares on a CPU: the process (imports, JIT compilation), and the simulator's call:
+one vectorised step for the R episodes (SMAX: one vmapped, jitted call instead of R, each with
+a fixed dispatch cost). Acting and learning stay per run (each run's own networks, optimiser,
+buffer and random streams), so their cost does not shrink.
+
+Cost = CPU seconds (user + system, from wait4, all threads) per 1k env steps, summed over the
+runs, measured as the difference of two budgets S and 2S of the same runs, so that imports,
+start-up, compilation and the first S steps (a replay buffer not yet holding a batch) cancel:
+what is left is the steady state of a long run. CPU time, not wall time, so that other load on
+the machine changes the numbers little; the load is stated beside them anyway. The whole-run
+figure (budget 2S, start-up included) is what short runs cost.
+
+Memory = peak resident set (ru_maxrss) of the process at budgets S and 2S, for a run alone and
+for a pack of R: per further run of the pack, (pack - alone) / (R - 1). If a pack adds only
+its runs' replay buffers (and their small networks), that figure grows from S to 2S as one
+run's buffer does (alone at 2S - alone at S).
+
+    python bench/bench_pack.py                  # R = 5, writes bench/results/pack.md
+    python bench/bench_pack.py --runs 3 --envs predator_prey --out /tmp/pack.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from machine import machine
+
+# env entry -> (backend, S: env steps of the shorter budget, extra keys)
+ENVS = {
+    "predator_prey": ("native", 4000, []),
+    "3s_vs_5z": ("smax", 2000, []),
+}
+COMMAND = "python bench/bench_pack.py"
+METHOD = ["share=nps", "comm=true", "hidden=64"]  # the paper's method, fully independent
+
+
+def final_env_steps(run_dir: Path) -> int:
+    """Env steps a finished run took (its checkpoint's counter: the budget, overshot by the
+    last episode)."""
+    import torch
+
+    state = torch.load(run_dir / "checkpoint" / "state.pt", map_location="cpu", weights_only=False)
+    return int(state["counters"]["env_steps"])
+
+
+def train(out: str, entry: str, backend: str, seeds: list[int], budget: int, S: int, extra: list):
+    """(CPU seconds, peak RSS in MB, total env steps of its runs) of one `ficomm train`."""
+    seed = str(seeds[0]) if len(seeds) == 1 else "[" + ", ".join(map(str, seeds)) + "]"
+    args = [sys.executable, "-m", "ficomm.train", f"out={out}", f"env={entry}"]
+    args += [f"backend={backend}", *METHOD, f"seed={seed}", f"budget={budget}"]
+    args += [f"eval_interval={S}", "eval_episodes=1", "threads=1"]  # the same evaluations
+    args += ["wandb_mode=disabled", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{entry} seeds {seeds}: ficomm train failed:\n{err[-2000:]}")
+    steps = 0
+    for s in seeds:
+        steps += final_env_steps(Path(out.replace("{seed}", str(s))))
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, steps
+
+
+def measure(tmp: Path, entry: str, runs: int) -> dict:
+    backend, S, extra = ENVS[entry]
+    seeds = list(range(runs))
+    res: dict = {"entry": entry, "backend": backend, "S": S}
+    for budget in (S, 2 * S):
+        pack = train(
+            f"{tmp}/{entry}_pack{budget}/s{{seed}}", entry, backend, seeds, budget, S, extra
+        )
+        alone = [
+            train(f"{tmp}/{entry}_alone{budget}_s{s}", entry, backend, [s], budget, S, extra)
+            for s in seeds
+        ]
+        res[budget] = {
+            "pack_cpu": pack[0],
+            "pack_rss": pack[1],
+            "pack_steps": pack[2],
+            "alone_cpu": sum(a[0] for a in alone),
+            "alone_rss": alone[0][1],  # seed 0 alone
+            "alone_steps": sum(a[2] for a in alone),
+        }
+        print(entry, budget, res[budget], flush=True)
+    a, b = res[S], res[2 * S]
+    res["pack_ms"] = 1e3 * (b["pack_cpu"] - a["pack_cpu"]) / (b["pack_steps"] - a["pack_steps"])
+    res["alone_ms"] = (
+        1e3 * (b["alone_cpu"] - a["alone_cpu"]) / (b["alone_steps"] - a["alone_steps"])
+    )
+    res["pack_whole_ms"] = 1e3 * b["pack_cpu"] / b["pack_steps"]
+    res["alone_whole_ms"] = 1e3 * b["alone_cpu"] / b["alone_steps"]
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=5, help="R: runs per pack")
+    p.add_argument("--envs", default=",".join(ENVS))
+    p.add_argument("--out", default="bench/results/pack.md")
+    args = p.parse_args()
+    R = args.runs
+    load_before = os.getloadavg()
+    started = datetime.datetime.now(datetime.UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [measure(Path(tmp), entry, R) for entry in args.envs.split(",")]
+    load_after = os.getloadavg()
+    m = machine()
+    lines = [
+        "# Packs on one CPU core (`bench/bench_pack.py`)",
+        "",
+        __doc__.split("\n\n", 1)[1].split("\n    python")[0].strip(),
+        "",
+        f"Command (repository root, venv active): `{COMMAND} --runs {R} --envs {args.envs}`.",
+        "",
+        f"- machine: `{m['uname']}`, {m['cores']} cores, {m['cpu']}, Python {m['python']}",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; load average (1/5/15 min) before: "
+        f"{' '.join(f'{x:.2f}' for x in load_before)}, after: "
+        f"{' '.join(f'{x:.2f}' for x in load_after)}",
+        f"- method: NPS+IQL+COMM, H 64, batch 32, one thread; pack of R = {R} seeds (0-{R - 1}) "
+        f"against the same {R} seeds one process each",
+        "",
+        "CPU ms per env step, summed over the runs (steady state: budgets S..2S; whole run: "
+        "budget 2S with start-up); speed-up = separate / pack.",
+        "",
+        "| env (backend) | S | separate, steady | pack, steady | speed-up, steady | "
+        "separate, whole run | pack, whole run | speed-up, whole run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['entry']} ({r['backend']}) | {r['S']} | {r['alone_ms']:.3f} | "
+            f"{r['pack_ms']:.3f} | {r['alone_ms'] / r['pack_ms']:.2f}x | "
+            f"{r['alone_whole_ms']:.3f} | {r['pack_whole_ms']:.3f} | "
+            f"{r['alone_whole_ms'] / r['pack_whole_ms']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Peak resident memory, MB (a run alone: seed 0; per further run = (pack - alone) / "
+        f"{R - 1}; one run's buffer growth = alone at 2S - alone at S).",
+        "",
+        "| env | alone, S | alone, 2S | pack, S | pack, 2S | per further run, S | "
+        "per further run, 2S | one run's growth S -> 2S |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a, b = r[r["S"]], r[2 * r["S"]]
+        per_a = (a["pack_rss"] - a["alone_rss"]) / (R - 1)
+        per_b = (b["pack_rss"] - b["alone_rss"]) / (R - 1)
+        lines.append(
+            f"| {r['entry']} | {a['alone_rss']:.0f} | {b['alone_rss']:.0f} | "
+            f"{a['pack_rss']:.0f} | {b['pack_rss']:.0f} | {per_a:.0f} | {per_b:.0f} | "
+            f"{b['alone_rss'] - a['alone_rss']:.0f} |"
+        )
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
