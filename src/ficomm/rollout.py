@@ -139,22 +139,31 @@ def collect_episodes(
     rngs: list[np.random.Generator],
     seeds: list[int],
     timelimit_terminal: bool,
+    lanes: list[int] | None = None,
 ) -> list[float]:
-    """Play one epsilon-greedy episode per run of a pack, all at once: episode b of `env`
-    belongs to run b (its policy, epsilon schedule, random stream and seed). A run whose
-    episode has ended waits, frozen, for the others, and every run draws the same random
-    numbers in the same order as it would alone, so each episode is the one the run would
-    play on its own. Returns the team return of each episode."""
-    s = env.reset(seeds=seeds)
+    """Play one epsilon-greedy episode per run of a pack, all at once: episode `lanes[b]` of
+    `env` (default: b) belongs to run b (its policy, epsilon schedule, random stream and seed).
+    A run whose episode has ended waits, frozen, for the others, and every run draws the same
+    random numbers in the same order as it would alone, so each episode is the one the run
+    would play on its own. Lanes that belong to no run (runs of the pack that have finished)
+    play a throwaway episode, so the env keeps its batch size (SMAX compiles once per batch
+    size). Returns the team return of each run's episode."""
+    R, n, limit = len(policies), env.info.n_agents, env.info.episode_limit
+    lanes = list(range(R)) if lanes is None else list(lanes)
+    lane_seeds = [seeds[0]] * env.num_envs
+    for b, lane in enumerate(lanes):
+        lane_seeds[lane] = seeds[b]
+    s = env.reset(seeds=lane_seeds)
     for policy in policies:
         policy.start(1)
-    R, n, limit = len(policies), env.info.n_agents, env.info.episode_limit
     live = np.ones(R, bool)
     totals = [0.0] * R
-    actions = np.zeros((R, n), np.int64)  # ended episodes' actions are ignored by the env
+    # ended and throwaway episodes get each agent's first available action
+    actions = s.avail.argmax(-1).astype(np.int64)
     for t in range(limit):
         for b in np.flatnonzero(live):
-            ep, obs, avail, rng = episodes[b], s.obs[b], s.avail[b], rngs[b]
+            lane = lanes[b]
+            ep, obs, avail, rng = episodes[b], s.obs[lane], s.avail[lane], rngs[b]
             ep.obs[t], ep.avail[t] = obs, avail
             act = greedy(policies[b].q_values(obs[None])[0], avail)
             explore = rng.random(n) < schedules[b].value
@@ -162,23 +171,26 @@ def collect_episodes(
                 # uniform over available actions: the argmax of uniform noise on the mask
                 rand = (rng.random(avail.shape) * avail).argmax(-1)
                 act = np.where(explore, rand, act)
-            actions[b] = act
+            actions[lane] = act
         s = env.step(actions)
-        interrupted = s.info.get("interrupted", np.zeros(R, bool))
+        interrupted = s.info.get("interrupted", np.zeros(env.num_envs, bool))
         for b in np.flatnonzero(live):
-            ep = episodes[b]
-            policies[b].record(actions[b][None])
-            ep.actions[t], ep.reward[t] = actions[b], s.reward[b]
+            ep, lane = episodes[b], lanes[b]
+            policies[b].record(actions[lane][None])
+            ep.actions[t], ep.reward[t] = actions[lane], s.reward[lane]
             # A step the game did not finish (the real-SC2 adapter's "interrupted": the game
             # crashed and was relaunched) is never a terminal, whatever timelimit_terminal says.
-            cut = bool(s.truncated[b]) and not bool(interrupted[b])
-            ep.terminal[t] = bool(s.terminated[b]) or (cut and timelimit_terminal)
-            totals[b] += float(s.reward[b])
+            cut = bool(s.truncated[lane]) and not bool(interrupted[lane])
+            ep.terminal[t] = bool(s.terminated[lane]) or (cut and timelimit_terminal)
+            totals[b] += float(s.reward[lane])
             schedules[b].step()
-            if s.terminated[b] or s.truncated[b]:
-                ep.obs[t + 1], ep.avail[t + 1] = s.obs[b], s.avail[b]
+            if s.terminated[lane] or s.truncated[lane]:
+                ep.obs[t + 1], ep.avail[t + 1] = s.obs[lane], s.avail[lane]
                 ep.length = t + 1
                 live[b] = False
+        idle = np.ones(env.num_envs, bool)
+        idle[[lanes[b] for b in np.flatnonzero(live)]] = False
+        actions[idle] = s.avail[idle].argmax(-1)
         if not live.any():
             return totals
     raise RuntimeError(f"episode did not end within the episode limit {limit}")

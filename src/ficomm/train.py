@@ -635,6 +635,7 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                 [run.rng for run in pack],
                 seeds,
                 pack[0].cfg.timelimit_terminal,
+                lanes=[run.lane for run in pack],
             )
             for lane in list(active):
                 run, c = lane.run, lane.run.c
@@ -675,24 +676,20 @@ def _finish(lane: _Lane, t0: float, codes: dict, drop_from: list | None) -> None
 
 
 def _lanes_env(env: Any, pack: list[Run]) -> Any:
-    """The training environment for the runs still training: after a run of the pack has
-    stopped, one episode fewer (every episode is reset from its own seed, so which
-    environment plays it changes nothing)."""
-    if env.num_envs == len(pack):
+    """The training environment for the runs still training. A vectorised env keeps its size
+    (the lanes of stopped runs play throwaway episodes: SMAX would compile its step again for
+    each smaller batch); one game per run (`SingleEnvs`, real StarCraft II) closes the games
+    of stopped runs. Every episode is reset from its run's own seed, so which lane plays it
+    changes nothing."""
+    if not isinstance(env, SingleEnvs) or env.num_envs == len(pack):
         return env
-    if isinstance(env, SingleEnvs):
-        keep = [env.envs[run.lane] for run in pack]
-        for single in env.envs:
-            if all(single is not k for k in keep):
-                single.close()
-        for i, run in enumerate(pack):
-            run.lane = i
-        return SingleEnvs(keep)
-    env.close()
-    cfg = pack[0].cfg
+    keep = [env.envs[run.lane] for run in pack]
+    for single in env.envs:
+        if all(single is not k for k in keep):
+            single.close()
     for i, run in enumerate(pack):
         run.lane = i
-    return make_pack_env(cfg.env, cfg.backend, [run.cfg.seed for run in pack], **cfg.env_args)
+    return SingleEnvs(keep)
 
 
 def _evaluate_row(run: Run, last_eval: tuple[int, float] | None) -> dict[str, Any]:
