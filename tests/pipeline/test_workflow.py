@@ -467,11 +467,20 @@ def test_presets_write_their_own_figures_and_cannot_share_a_folder(tmp_path):
     ]
 
 
-def test_shipped_replication_runs_schedule_no_training(tmp_path):
-    """The runs shipped in replication/ (trained before later learning keys such as `channel`
-    existed) still match the preset: the guard reads a missing key as its default, and the
-    dry run schedules no train job (retraining would replace them)."""
+SHIPPED = [("replication", "replication")] + [
+    (folder, preset)
+    for folder, preset in (("beyond/attention", "attention_small"), ("beyond/scale", "scale_small"))
+    if (REPO / folder / "runs").is_dir()
+]
+
+
+@pytest.mark.parametrize("folder, preset", SHIPPED)
+def test_shipped_runs_schedule_no_training(tmp_path, folder, preset):
+    """The runs shipped in replication/ and beyond/ (some trained before later learning keys
+    such as `channel` existed) still match their preset: the guard reads a missing key as its
+    default, and the dry run schedules no train job (retraining would replace them)."""
     workdir = copy_workflow(tmp_path)
-    shutil.copytree(REPO / "replication", workdir / "replication")
-    counts = job_counts(dry_run(workdir, "paper_figures", "--config", "preset=replication"))
-    assert counts.get("paper_figures") == 1 and "train" not in counts, counts
+    shutil.copytree(REPO / folder, workdir / folder)
+    counts = train_job_counts(dry_run(workdir, "paper_figures", "--config", f"preset={preset}"))
+    assert counts.get("paper_figures") == 1, counts
+    assert "train" not in counts and "train_pack" not in counts, counts
