@@ -34,6 +34,8 @@ ENEMY_HEALTH, REWARD_WIN, REWARD_SCALE_RATE = 4.0, 10.0, 20.0  # a fresh game's 
 class StarCraft2EnvStandIn:
     """Stand-in for ``smac.env.StarCraft2Env(map_name="3s_vs_5z")``; not StarCraft II."""
 
+    created: list[StarCraft2EnvStandIn] = []  # every instance, so tests can check close()
+
     def __init__(
         self,
         map_name: str = "3s_vs_5z",
@@ -51,6 +53,7 @@ class StarCraft2EnvStandIn:
         self.episode_limit = episode_limit  # SMAC takes it from the map; a knob for tests
         self.launched = False
         self.closed = False
+        StarCraft2EnvStandIn.created.append(self)
         self.steps_taken = 0
         self.battles_won = self.battles_game = self.timeouts = 0
         self.force_restarts = 0  # SMAC's count of relaunches after a crash

@@ -139,6 +139,24 @@ def test_learner_never_sends_an_invalid_action_to_the_asserting_standin(tmp_path
         assert int(rows[-1]["env_steps"]) >= 400
 
 
+@pytest.mark.filterwarnings("ignore:SC2Env.reset:UserWarning")
+def test_a_sc2_run_records_the_game_build_and_closes_every_game(tmp_path):
+    """`ficomm train` on the sc2 adapter (stand-in) writes what the adapter reports about the
+    game (build, map, env class, the pinned SMAC commit) into run_info.json and the W&B config,
+    and closes every game it started (training and evaluation), so no game process is left."""
+    StarCraft2EnvStandIn.created.clear()
+    out = tmp_path / "run"
+    args = ("backend=sc2", f"env_args.env_factory={STANDIN}", "budget=800", "eval_interval=400")
+    assert run(out, "nps", True, *args, "eval_episodes=2", wandb="offline") == 0
+    facts = read_run(out)[1]["env_facts"]
+    assert facts["map"] == "3s_vs_5z" and facts["env_class"] == STANDIN.replace(":", ".")
+    assert "sc2_build" in facts and facts["smac_commit_pinned"]
+    (record,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    assert read_offline_run(record)["config"]["env_facts"]["env_class"] == facts["env_class"]
+    games = StarCraft2EnvStandIn.created
+    assert len(games) >= 2 and all(game.closed for game in games)  # training + evaluation
+
+
 def test_sc2_without_smac_stops_and_never_falls_back(tmp_path):
     code = (
         "import sys\n"
