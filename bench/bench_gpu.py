@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from bench_pack import final_env_steps
 from machine import machine
@@ -95,9 +94,8 @@ def grad_step(device: torch.device, B: int = 32, T: int = 100, reps: int = 20) -
     """One NPS+IQL+COMM gradient step at the paper's batch (32 episodes x 100 steps, 4 agents,
     H 64) with the torch layers on `device`, against its FLOP count at the matmul rate."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_train import step_flops
+    from bench_train import paper_batch, step_flops
 
-    from ficomm.buffer import Batch
     from ficomm.learner import Learner
     from ficomm.methods import layout_for
     from ficomm.nets import AgentNets
@@ -105,15 +103,7 @@ def grad_step(device: torch.device, B: int = 32, T: int = 100, reps: int = 20) -
     torch.manual_seed(0)
     nets = AgentNets(layout_for("nps", True), 4, 28, 5, 64, kernel="torch").to(device)
     learner = Learner(nets, lr=5e-4)
-    rng = np.random.default_rng(0)
-    batch = Batch(
-        obs=(rng.integers(0, 7, (B, T + 1, 4, 28)) / 6).astype(np.float32),
-        avail=np.ones((B, T + 1, 4, 5), bool),
-        actions=rng.integers(0, 5, (B, T, 4)),
-        reward=rng.normal(size=(B, T)).astype(np.float32),
-        terminal=np.zeros((B, T), bool),
-        mask=np.ones((B, T), np.float32),
-    )
+    batch = paper_batch(B, T)
     for _ in range(3):
         learner.train_step(batch)
     sync(device)

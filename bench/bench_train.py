@@ -113,8 +113,22 @@ def step_flops(nets, B: int, T: int) -> float:
     return fwd * 3 + fwd  # online fwd + bwd (~2x) + target fwd
 
 
-def grad_step_ms(key: str, B: int = 32, T: int = 100, reps: int = 10) -> tuple[float, float]:
+def paper_batch(B: int = 32, T: int = 100):
+    """A PredatorPrey-shaped training batch (B episodes x T steps, 4 agents, observation 28)."""
     from ficomm.buffer import Batch
+
+    rng = np.random.default_rng(0)
+    return Batch(
+        obs=(rng.integers(0, 7, (B, T + 1, 4, 28)) / 6).astype(np.float32),
+        avail=np.ones((B, T + 1, 4, 5), bool),
+        actions=rng.integers(0, 5, (B, T, 4)),
+        reward=rng.normal(size=(B, T)).astype(np.float32),
+        terminal=np.zeros((B, T), bool),
+        mask=np.ones((B, T), np.float32),
+    )
+
+
+def grad_step_ms(key: str, B: int = 32, T: int = 100, reps: int = 10) -> tuple[float, float]:
     from ficomm.learner import Learner
     from ficomm.methods import layout_for
     from ficomm.nets import AgentNets
@@ -125,15 +139,7 @@ def grad_step_ms(key: str, B: int = 32, T: int = 100, reps: int = 10) -> tuple[f
     torch.manual_seed(0)
     nets = AgentNets(layout_for(share, comm), 4, 28, 5, 64)
     learner = Learner(nets, lr=5e-4)
-    rng = np.random.default_rng(0)
-    batch = Batch(
-        obs=(rng.integers(0, 7, (B, T + 1, 4, 28)) / 6).astype(np.float32),
-        avail=np.ones((B, T + 1, 4, 5), bool),
-        actions=rng.integers(0, 5, (B, T, 4)),
-        reward=rng.normal(size=(B, T)).astype(np.float32),
-        terminal=np.zeros((B, T), bool),
-        mask=np.ones((B, T), np.float32),
-    )
+    batch = paper_batch(B, T)
     for _ in range(2):
         learner.train_step(batch)
     t, c = time.perf_counter(), time.process_time()

@@ -550,6 +550,17 @@ class _Lane:
         c.wall_time = self.wall_before + time.perf_counter() - t0
         c.loss_sum = float(self.loss_sum)  # the only device sync, once per evaluation
 
+    def settled(self, t0: float) -> bool:
+        """Bring the counters up to date; False (with the reason printed) when the loss is no
+        longer finite: the run stops, its last good checkpoint kept."""
+        self.sync_counters(t0)
+        try:
+            self.check_finite()
+        except NonFiniteLoss as exc:
+            print(f"ficomm train: {exc}", file=sys.stderr)
+            return False
+        return True
+
     def check_finite(self) -> None:
         run, c = self.run, self.run.c
         if not math.isfinite(c.loss_sum):
@@ -585,11 +596,7 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                 name = signal.Signals(stop.signal).name
                 for lane in list(active):
                     run = lane.run
-                    lane.sync_counters(t0)
-                    try:
-                        lane.check_finite()
-                    except NonFiniteLoss as exc:
-                        print(f"ficomm train: {exc}", file=sys.stderr)
+                    if not lane.settled(t0):
                         drop(lane, 1)
                         continue
                     checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
@@ -605,11 +612,7 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                 run, c = lane.run, lane.run.c
                 if c.env_steps // run.cfg.eval_interval < c.evals_done:
                     continue
-                lane.sync_counters(t0)
-                try:
-                    lane.check_finite()
-                except NonFiniteLoss as exc:
-                    print(f"ficomm train: {exc}", file=sys.stderr)
+                if not lane.settled(t0):
                     drop(lane, 1)
                     continue
                 row = _evaluate_row(run, lane.last_eval)
@@ -661,11 +664,7 @@ def _finish(lane: _Lane, t0: float, codes: dict, drop_from: list | None) -> None
     run, c = lane.run, lane.run.c
     if drop_from is not None:
         drop_from.remove(lane)
-    lane.sync_counters(t0)
-    try:
-        lane.check_finite()
-    except NonFiniteLoss as exc:
-        print(f"ficomm train: {exc}", file=sys.stderr)
+    if not lane.settled(t0):
         codes[lane.index] = 1
         return
     run.finished = True
