@@ -165,6 +165,14 @@ class Config:
         choices=("auto", "fused", "torch"),
         learning=False,
     )
+    pack_learning: str = key(
+        "auto",
+        "how a pack's runs learn: stacked (their networks on one owner axis: one gradient step "
+        "for the pack, and one acting forward on the torch layers) or per_run; auto: stacked "
+        "where the runs share the learner's keys (lr, gamma, ...); same results",
+        choices=("auto", "stacked", "per_run"),
+        learning=False,
+    )
     out: str = key("runs/default", "the run directory", learning=False, pack=True)
     wandb_mode: str = key(
         "offline",

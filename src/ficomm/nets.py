@@ -240,6 +240,10 @@ class AgentNets(nn.Module):
     With the attention channel the message net emits [key | value] (msg_dim each) and a
     linear query net reads the receiver's own observation (`attend`); the compiled kernel has
     no attention, so these networks run on the torch layers (kernel "auto" -> "torch").
+
+    `runs` > 1 stacks the networks of that many runs of a pack on the owner axis (run r's
+    owners are r * G .. r * G + G - 1, its agents r * n .. r * n + n - 1 on the agent axis):
+    `agents` = runs * n_agents rows, and messages pass only between agents of one run.
     """
 
     def __init__(
@@ -252,6 +256,7 @@ class AgentNets(nn.Module):
         msg_hidden: int = 64,
         msg_dim: int = 10,
         kernel: str = "auto",
+        runs: int = 1,
     ):
         super().__init__()
         if layout.attention:
@@ -259,12 +264,15 @@ class AgentNets(nn.Module):
                 raise ValueError("kernel: 'fused' has no attention channel; use auto or torch")
             kernel = "torch"
         self.layout = layout
-        self.n_agents = n_agents
+        self.n_agents = n_agents  # per run: what the input layout is built for
+        self.runs = runs
+        self.agents = runs * n_agents  # rows of the agent axis
         self.n_actions = n_actions
         self.obs_size = obs_size
-        self.owners = layout.owners(n_agents)
-        self.per_owner = n_agents // self.owners
+        self.owners = runs * layout.owners(n_agents)
+        self.per_owner = n_agents // layout.owners(n_agents)
         self.hidden = hidden
+        self.msg_hidden = msg_hidden
         self.msg_dim = msg_dim
         self.blocks = layout.q_input_blocks(n_agents, obs_size, n_actions, msg_dim)
         width = self.in_features = self.blocks[-1].start + self.blocks[-1].width
@@ -278,9 +286,11 @@ class AgentNets(nn.Module):
         )
         # the receiver's query, from its own observation at the step (as the messages are)
         self.query = OwnerLinear(self.owners, obs_size, msg_dim) if layout.attention else None
-        others = [[j for j in range(n_agents) if j != i] for i in range(n_agents)]
+        n = n_agents  # each agent's senders: the other agents of its own run
+        others = [[r * n + j for j in range(n) if j != i] for r in range(runs) for i in range(n)]
         self.register_buffer("others", torch.tensor(others, dtype=torch.long), persistent=False)
-        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
+        ids = torch.eye(n).repeat(runs, 1)  # (agents, n): the id within the run
+        self.register_buffer("agent_ids", ids, persistent=False)
 
     def params_per_owner(self) -> int:
         """Parameters of one owner (one agent under NPS, the shared set under PS)."""
@@ -298,7 +308,7 @@ class AgentNets(nn.Module):
     def messages(self, obs: Tensor) -> Tensor:
         """obs (n, T, B, obs) -> messages (n, T, B, msg_width), each from its sender's net."""
         n, T, B, _ = obs.shape
-        return self.msg(self.to_owners(obs)).view(n, T, B, self.msg_width)
+        return self.msg(self.to_owners(obs)).reshape(n, T, B, self.msg_width)
 
     def attend(self, obs: Tensor, msgs: Tensor) -> Tensor:
         """The attention channel: each receiver's value (n, T, B, msg_dim), softmax(q k / sqrt
@@ -310,7 +320,7 @@ class AgentNets(nn.Module):
         off, as for concat) attends over the others, differentiably."""
         n, T, B, _ = obs.shape
         D, L = self.msg_dim, self.layout
-        query = self.query(self.to_owners(obs)).view(n, 1, T, B, D)
+        query = self.query(self.to_owners(obs)).reshape(n, 1, T, B, D)
         sent = msgs.detach() if L.detach_others else msgs
         senders = sent[self.others]  # (n, n-1, T, B, 2D)
         if L.own_message:
@@ -341,7 +351,7 @@ class AgentNets(nn.Module):
         G, k, L = self.owners, self.per_owner, self.layout
         parts = {"obs": obs, "last_action": last_action}
         if L.agent_id:
-            parts["agent_id"] = self.agent_ids.view(n, 1, 1, n).expand(n, T, B, n)
+            parts["agent_id"] = self.agent_ids[:, None, None].expand(n, T, B, -1)
         if L.comm and msgs is None:
             msgs = self.messages(obs)
         if L.attention:

@@ -30,14 +30,16 @@ class Policy:
     way every optimizer step is seen at once. tests/learner checks both against
     `AgentNets.unroll` over whole episodes. The attention channel has no kernel: its networks
     run on the torch layers (their `kernel` is "torch"), so acting takes the torch step.
+    Networks of several runs stacked (`AgentNets.runs` > 1) act on the torch step too, all
+    runs in one forward: the kernel's acting step passes messages between all its agents.
     """
 
     def __init__(self, nets: AgentNets):
         self.nets = nets
-        self.n = nets.n_agents
+        self.n = nets.agents
         first = next(nets.parameters())
         self.lib = None
-        if first.device.type == "cpu" and first.dtype == torch.float32:
+        if first.device.type == "cpu" and first.dtype == torch.float32 and nets.runs == 1:
             self.lib = fused_kernel(nets.q.kernel, first)
         # the input layout as the kernel reads it: (kind, first column, width) per block
         blocks = [v for b in nets.blocks for v in (BLOCK_KINDS.index(b.kind), b.start, b.width)]
@@ -131,9 +133,58 @@ def collect_episode(
     )[0]
 
 
+class RunPolicies:
+    """The acting of a pack's runs, one `Policy` (own networks) per run."""
+
+    def __init__(self, policies: list[Policy]):
+        self.policies = policies
+
+    def start(self) -> None:
+        for policy in self.policies:
+            policy.start(1)
+
+    def q_values(self, live: np.ndarray, obs: np.ndarray) -> list[np.ndarray | None]:
+        """obs (R, n, obs) -> Q (n, A) of each live run (None for the others)."""
+        q: list[np.ndarray | None] = [None] * len(self.policies)
+        for b in live:
+            q[b] = self.policies[b].q_values(obs[b][None])[0]
+        return q
+
+    def record(self, live: np.ndarray, actions: np.ndarray) -> None:
+        for b in live:
+            self.policies[b].record(actions[b][None])
+
+
+class StackedPolicy:
+    """The acting of a pack whose runs' networks are stacked on the owner axis
+    (`AgentNets.runs` = R): one forward of every run's agents per env step, whichever runs
+    are still playing. `rows` are the stack's runs this acting plays, in order (the runs
+    still training)."""
+
+    def __init__(self, nets: AgentNets, rows: list[int] | None = None):
+        self.policy = Policy(nets) if isinstance(nets, AgentNets) else nets
+        self.R, self.n = self.policy.nets.runs, self.policy.nets.n_agents
+        self.rows = list(range(self.R)) if rows is None else list(rows)
+
+    def select(self, rows: list[int]) -> StackedPolicy:
+        return StackedPolicy(self.policy, rows)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        self.policy.start(1)
+
+    def q_values(self, live: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        full = np.zeros((self.R, self.n, obs.shape[-1]), obs.dtype)
+        full[self.rows] = obs
+        q = self.policy.q_values(full.reshape(1, self.R * self.n, -1))[0]
+        return q.reshape(self.R, self.n, -1)[self.rows]
+
+    def record(self, live: np.ndarray, actions: np.ndarray) -> None:
+        self.policy.last_idx.reshape(self.R, self.n)[self.rows] = actions
+
+
 def collect_episodes(
     env: VectorEnv,
-    policies: list[Policy],
+    policies: list[Policy] | StackedPolicy,
     episodes: list[Episode],
     schedules: list[EpsilonSchedule],
     rngs: list[np.random.Generator],
@@ -147,25 +198,28 @@ def collect_episodes(
     random numbers in the same order as it would alone, so each episode is the one the run
     would play on its own. Lanes that belong to no run (runs of the pack that have finished)
     play a throwaway episode, so the env keeps its batch size (SMAX compiles once per batch
-    size). Returns the team return of each run's episode."""
-    R, n, limit = len(policies), env.info.n_agents, env.info.episode_limit
+    size). `policies`: one per run, or the runs' stacked networks acting at once. Returns the
+    team return of each run's episode."""
+    acting = policies if isinstance(policies, StackedPolicy) else RunPolicies(policies)
+    R, n, limit = len(episodes), env.info.n_agents, env.info.episode_limit
     lanes = list(range(R)) if lanes is None else list(lanes)
     lane_seeds = [seeds[0]] * env.num_envs
     for b, lane in enumerate(lanes):
         lane_seeds[lane] = seeds[b]
     s = env.reset(seeds=lane_seeds)
-    for policy in policies:
-        policy.start(1)
+    acting.start()
     live = np.ones(R, bool)
     totals = [0.0] * R
     # ended and throwaway episodes get each agent's first available action
     actions = s.avail.argmax(-1).astype(np.int64)
     for t in range(limit):
-        for b in np.flatnonzero(live):
+        playing = np.flatnonzero(live)
+        q = acting.q_values(playing, s.obs[lanes])
+        for b in playing:
             lane = lanes[b]
             ep, obs, avail, rng = episodes[b], s.obs[lane], s.avail[lane], rngs[b]
             ep.obs[t], ep.avail[t] = obs, avail
-            act = greedy(policies[b].q_values(obs[None])[0], avail)
+            act = greedy(q[b], avail)
             explore = rng.random(n) < schedules[b].value
             if explore.any():
                 # uniform over available actions: the argmax of uniform noise on the mask
@@ -174,9 +228,9 @@ def collect_episodes(
             actions[lane] = act
         s = env.step(actions)
         interrupted = s.info.get("interrupted", np.zeros(env.num_envs, bool))
-        for b in np.flatnonzero(live):
+        acting.record(playing, actions[lanes])
+        for b in playing:
             ep, lane = episodes[b], lanes[b]
-            policies[b].record(actions[lane][None])
             ep.actions[t], ep.reward[t] = actions[lane], s.reward[lane]
             # A step the game did not finish (the real-SC2 adapter's "interrupted": the game
             # crashed and was relaunched) is never a terminal, whatever timelimit_terminal says.

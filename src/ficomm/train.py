@@ -38,10 +38,10 @@ try:  # importing torch takes seconds: Ctrl-C then gets one line, not a tracebac
     from ficomm.config import PACK_KEYS, Config, config_to_yaml, load_pack, with_added_defaults
     from ficomm.envs import make_env, make_pack_env, make_vector_env
     from ficomm.envs.base import ConfigError, SingleEnvs
-    from ficomm.learner import Learner
+    from ficomm.learner import Learner, StackedLearner
     from ficomm.methods import layout_for
     from ficomm.nets import AgentNets
-    from ficomm.rollout import EpsilonSchedule, Policy, collect_episodes, evaluate
+    from ficomm.rollout import EpsilonSchedule, Policy, StackedPolicy, collect_episodes, evaluate
     from ficomm.run_lock import RunDirBusy, RunLock
     from ficomm.tracking import (
         Progress,
@@ -443,7 +443,8 @@ def train(cfgs: Config | list[Config]) -> int:
     into its own run directory; returns the process exit code."""
     cfgs = [cfgs] if isinstance(cfgs, Config) else list(cfgs)
     check_pack(cfgs)
-    check_device(cfgs[0].device)  # before anything is created
+    pack_learning(cfgs)  # a stacked pack whose runs cannot stack: before anything is created
+    check_device(cfgs[0].device)
     for cfg in cfgs:
         make_run_dir(Path(cfg.out))
     locks: list[RunLock] = []
@@ -497,8 +498,10 @@ def _train_locked(cfgs: list[Config]) -> int:
             runs.append(Run(cfg, env=env, lane=lane))
         # The records describe this session (an unfinished run resumed with other threads or
         # kernel continues with them); the checkpoint keeps a copy of them.
+        learning = pack_learning([cfg for cfg, _ in todo])
         for run, (cfg, ckpt) in zip(runs, todo, strict=True):
             run_info = run.run_info(_wandb_id(cfg, run.out, ckpt))
+            run_info.update(pack_runs=len(todo), pack_learning=learning)
             run.records = {
                 "config.yaml": config_to_yaml(cfg),
                 "run_info.json": json.dumps(run_info, indent=2) + "\n",
@@ -533,8 +536,10 @@ def _train_locked(cfgs: list[Config]) -> int:
 class _Lane:
     """What the loop keeps for one run of the pack beside the run itself."""
 
-    def __init__(self, index: int, run: Run, tracker: WandbTracker):
-        self.index, self.run, self.tracker = index, run, tracker
+    def __init__(
+        self, index: int, run: Run, tracker: WandbTracker, stack: StackedLearner | None = None
+    ):
+        self.index, self.run, self.tracker, self.stack = index, run, tracker, stack
         c = run.c
         self.progress = Progress(run.cfg, c.env_steps, position=index)
         self.wall_before = c.wall_time
@@ -561,6 +566,12 @@ class _Lane:
             return False
         return True
 
+    def save(self, with_buffer: bool) -> None:
+        """Write the run's checkpoint (its part of a stack's optimiser state first)."""
+        if self.stack is not None:
+            self.stack.export(self.index)
+        checkpoint.save(self.run.checkpoint_dir(), self.run.state(with_buffer=with_buffer))
+
     def check_finite(self) -> None:
         run, c = self.run, self.run.c
         if not math.isfinite(c.loss_sum):
@@ -573,11 +584,38 @@ class _Lane:
             )
 
 
+def pack_learning(cfgs: list[Config]) -> str:
+    """How the pack learns ("stacked" or "per_run"): the `pack_learning` key, auto resolved;
+    stacking needs the runs to share the learner's keys."""
+    want = cfgs[0].pack_learning
+    keys = ("lr", "rms_alpha", "rms_eps", "gamma", "grad_clip", "target_update", "target_unroll")
+    differ = [k for k in keys if len({getattr(cfg, k) for cfg in cfgs}) > 1]
+    if want == "stacked" and differ:
+        raise ConfigError(
+            f"pack_learning: 'stacked' needs the runs of a pack to share {differ[0]} (one "
+            "optimiser for the stack); use pack_learning=per_run or auto"
+        )
+    if want == "per_run" or differ or len(cfgs) == 1:
+        return "per_run"
+    return "stacked"
+
+
 def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTracker]) -> dict:
     """Train the runs of a pack side by side until each reaches its budget: per iteration,
     each run evaluates when due, all play one episode at once (`collect_episodes`), then each
-    stores it and takes its gradient step. Returns {run index: exit code}."""
-    lanes = [_Lane(i, run, tr) for i, (run, tr) in enumerate(zip(runs, trackers, strict=True))]
+    stores it and samples a batch, and all take their gradient step (one stacked step, or
+    one per run: `pack_learning`). Returns {run index: exit code}."""
+    stack = None
+    if pack_learning([run.cfg for run in runs]) == "stacked":
+        stack = StackedLearner([run.learner for run in runs])
+    # one acting forward for the pack where the runs act on the torch layers (GPU); the
+    # compiled acting step (CPU) is per run and reads the stack's live parameters
+    stacked_acting = (
+        StackedPolicy(stack.core.nets) if stack and runs[0].policy.lib is None else None
+    )
+    lanes = [
+        _Lane(i, run, tr, stack) for i, (run, tr) in enumerate(zip(runs, trackers, strict=True))
+    ]
     active = [lane for lane in lanes if lane.run.c.env_steps < lane.run.cfg.budget]
     codes: dict[int, int] = {}
     t0 = time.perf_counter()
@@ -599,7 +637,7 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                     if not lane.settled(t0):
                         drop(lane, 1)
                         continue
-                    checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
+                    lane.save(with_buffer=True)
                     print(
                         f"ficomm train: received {name} at env step {run.c.env_steps}; "
                         f"checkpoint written to {run.checkpoint_dir()}; rerun the same command "
@@ -622,7 +660,7 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                 c.loss_sum, c.loss_count = 0.0, 0
                 lane.loss_sum.zero_()
                 write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
-                checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=True))
+                lane.save(with_buffer=True)
                 lane.tracker.log(row)
                 lane.progress.report(row)
             if not active:
@@ -632,7 +670,11 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
             seeds = [int(run.env_seeds.integers(2**31)) for run in pack]
             collect_episodes(
                 env,
-                [run.policy for run in pack],
+                (
+                    stacked_acting.select([lane.index for lane in active])
+                    if stacked_acting
+                    else [run.policy for run in pack]
+                ),
                 [run.episode for run in pack],
                 [run.eps for run in pack],
                 [run.rng for run in pack],
@@ -640,14 +682,21 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                 pack[0].cfg.timelimit_terminal,
                 lanes=[run.lane for run in pack],
             )
-            for lane in list(active):
+            batches: dict[int, Any] = {}
+            for lane in active:
                 run, c = lane.run, lane.run.c
                 run.buffer.add(run.episode)
                 c.env_steps += run.episode.length
                 c.episodes += 1
-                lane.loss_sum += run.learner.train_step(
-                    run.buffer.sample(run.cfg.batch_size, run.rng)
-                )
+                batches[lane.index] = run.buffer.sample(run.cfg.batch_size, run.rng)
+            if stack is not None:
+                stacked = stack.train_step([batches.get(i) for i in range(len(runs))])
+                losses = {i: stacked[i] for i in batches}
+            else:
+                losses = {i: runs[i].learner.train_step(b) for i, b in batches.items()}
+            for lane in list(active):
+                run, c = lane.run, lane.run.c
+                lane.loss_sum += losses[lane.index]
                 c.loss_count += 1
                 lane.progress.advance(c.env_steps)
                 if c.env_steps >= run.cfg.budget:
@@ -668,7 +717,7 @@ def _finish(lane: _Lane, t0: float, codes: dict, drop_from: list | None) -> None
         codes[lane.index] = 1
         return
     run.finished = True
-    checkpoint.save(run.checkpoint_dir(), run.state(with_buffer=False))
+    lane.save(with_buffer=False)
     write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
     codes[lane.index] = 0
     lane.progress.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from learner_helpers import SMALL_RUN, read_metrics
-from test_pack import PACK, _alone_args, _pack_args
+from test_pack import PACKS, _alone_args, _pack_args
 
 from ficomm.train import main as train_main
 
@@ -27,12 +27,15 @@ def _floats(rows: list[dict[str, str]], key: str) -> list[float]:
     return [float(r[key]) for r in rows if r[key]]
 
 
+@pytest.mark.parametrize("learning", list(PACKS))
 @pytest.mark.parametrize("method", [["share=ps", "comm=true"], ["share=nps", "comm=true"]])
-def test_packed_runs_on_cuda_equal_the_same_runs_alone_on_cuda(tmp_path, method):
+def test_packed_runs_on_cuda_equal_the_same_runs_alone_on_cuda(tmp_path, method, learning):
+    """stacked: one acting forward and one gradient step for the pack on the device."""
+    pack = PACKS[learning]
     base = [*SMALL_RUN, *EVAL, *method, "device=cuda"]
-    assert train_main([*base, *_pack_args(), f"out={tmp_path}/pack/s{{seed}}"]) == 0
-    for i, seed in enumerate(PACK["seed"]):
-        assert train_main([*base, *_alone_args(i), f"out={tmp_path}/alone/s{seed}"]) == 0
+    assert train_main([*base, *_pack_args(pack), f"out={tmp_path}/pack/s{{seed}}"]) == 0
+    for i, seed in enumerate(pack["seed"]):
+        assert train_main([*base, *_alone_args(pack, i), f"out={tmp_path}/alone/s{seed}"]) == 0
         packed = read_metrics(tmp_path / "pack" / f"s{seed}" / "metrics.csv")
         alone = read_metrics(tmp_path / "alone" / f"s{seed}" / "metrics.csv")
         assert [r["env_steps"] for r in packed] == [r["env_steps"] for r in alone]

@@ -21,17 +21,23 @@ from ficomm.config import PACK_KEYS, ConfigError, load_pack
 from ficomm.train import main as train_main
 
 EVAL = ["eval_interval=500"]
-PACK = {"seed": [0, 1, 2], "budget": [1000, 2000, 2000], "lr": [5e-4, 1e-3, 5e-4]}
+# per_run: the runs differ in lr, so each learns on its own; stacked: they share the learner's
+# keys, so auto stacks them (one gradient step for the pack)
+PACKS = {
+    "per_run": {"seed": [0, 1, 2], "budget": [1000, 2000, 2000], "lr": [5e-4, 1e-3, 5e-4]},
+    "stacked": {"seed": [0, 1, 2], "budget": [1000, 2000, 2000]},
+}
 
 
-def _alone_args(i: int) -> list[str]:
-    return [f"{k}={v[i]}" for k, v in PACK.items()]
+def _alone_args(pack: dict, i: int) -> list[str]:
+    return [f"{k}={v[i]}" for k, v in pack.items()]
 
 
-def _pack_args() -> list[str]:
-    return [f"{k}=[{', '.join(map(str, v))}]" for k, v in PACK.items()]
+def _pack_args(pack: dict) -> list[str]:
+    return [f"{k}=[{', '.join(map(str, v))}]" for k, v in pack.items()]
 
 
+@pytest.mark.parametrize("learning", list(PACKS))
 @pytest.mark.parametrize(
     "method",
     [
@@ -42,21 +48,81 @@ def _pack_args() -> list[str]:
     ],
     ids=["PS", "PS+COMM", "NPS", "NPS+COMM"],
 )
-def test_packed_runs_equal_the_same_runs_trained_alone(tmp_path, method):
+def test_packed_runs_equal_the_same_runs_trained_alone(tmp_path, method, learning):
+    """Per run, metric for metric. Exactly where each run's computation is the same: per
+    run; stacked, the compiled kernel computes each owner's rows alone, and a run's batch
+    padded to the pack's longest episode adds zero rows after its own. Not bit for bit for
+    stacked PS+COMM: its message net reads an owner's rows agent by agent, so the padding
+    falls between agents and the weight gradients' sums round differently in the last place;
+    there the numbers agree to float32 rounding."""
+    exact = learning == "per_run" or method != ["share=ps", "comm=true"]
+    pack = PACKS[learning]
     base = [*SMALL_RUN, *EVAL, *method]
-    assert train_main([*base, *_pack_args(), f"out={tmp_path}/pack/s{{seed}}"]) == 0
-    for i, seed in enumerate(PACK["seed"]):
-        assert train_main([*base, *_alone_args(i), f"out={tmp_path}/alone/s{seed}"]) == 0
+    assert train_main([*base, *_pack_args(pack), f"out={tmp_path}/pack/s{{seed}}"]) == 0
+    for i, seed in enumerate(pack["seed"]):
+        assert train_main([*base, *_alone_args(pack, i), f"out={tmp_path}/alone/s{seed}"]) == 0
         packed = read_metrics(tmp_path / "pack" / f"s{seed}" / "metrics.csv")
         alone = read_metrics(tmp_path / "alone" / f"s{seed}" / "metrics.csv")
-        assert packed == alone, f"seed {seed}"
+        if exact:
+            assert packed == alone, f"seed {seed}"
+        else:
+            assert [r.keys() for r in packed] == [r.keys() for r in alone]
+            for got, want in zip(packed, alone, strict=True):
+                for k, v in want.items():
+                    assert got[k] == v or float(got[k]) == pytest.approx(float(v), rel=1e-5), k
         # each run stopped at its own budget (run 0 before the others)
-        assert int(packed[-1]["env_steps"]) < PACK["budget"][i]
+        assert int(packed[-1]["env_steps"]) < pack["budget"][i]
         info = json.loads((tmp_path / "pack" / f"s{seed}" / "run_info.json").read_text())
         assert info["seed"] == seed
+        assert (info["pack_runs"], info["pack_learning"]) == (3, learning)
     # the runs really differ (seeds, learning rates), so the equality above says something
-    runs = [read_metrics(tmp_path / "pack" / f"s{s}" / "metrics.csv") for s in PACK["seed"]]
+    runs = [read_metrics(tmp_path / "pack" / f"s{s}" / "metrics.csv") for s in pack["seed"]]
     assert runs[1][1:] != runs[2][1:]
+
+
+def test_a_stacked_pack_on_the_torch_layers_acts_in_one_forward(tmp_path, monkeypatch):
+    """kernel=torch (the layers a GPU runs): the stacked pack also acts in one forward for
+    all its runs (`StackedPolicy`); each run plays the episodes it plays alone, its losses
+    equal to float32 rounding (the torch layers' batched matmuls round per shape)."""
+    import ficomm.rollout as rollout
+
+    calls = []
+    forward = rollout.StackedPolicy.q_values
+    monkeypatch.setattr(
+        rollout.StackedPolicy,
+        "q_values",
+        lambda self, live, obs: calls.append(len(self.rows)) or forward(self, live, obs),
+    )
+    base = [*SMALL_RUN, *EVAL, "share=nps", "comm=true", "kernel=torch"]
+    pack = PACKS["stacked"]
+    assert train_main([*base, *_pack_args(pack), f"out={tmp_path}/pack/s{{seed}}"]) == 0
+    assert calls[0] == 3 and 2 in calls  # all runs, then those still training
+    for i, seed in enumerate(pack["seed"]):
+        assert train_main([*base, *_alone_args(pack, i), f"out={tmp_path}/alone/s{seed}"]) == 0
+        packed = read_metrics(tmp_path / "pack" / f"s{seed}" / "metrics.csv")
+        alone = read_metrics(tmp_path / "alone" / f"s{seed}" / "metrics.csv")
+        assert [r["env_steps"] for r in packed] == [r["env_steps"] for r in alone]
+        for got, want in zip(packed, alone, strict=True):
+            assert got["eval_return_mean"] == want["eval_return_mean"]
+            if want["train_loss"]:
+                assert float(got["train_loss"]) == pytest.approx(
+                    float(want["train_loss"]), rel=1e-4
+                )
+
+
+def test_stacked_needs_shared_learner_keys(tmp_path):
+    res = run_train(
+        [
+            *SMALL_RUN,
+            "seed=[0, 1]",
+            "lr=[1e-3, 5e-4]",
+            "pack_learning=stacked",
+            f"out={tmp_path}/s{{seed}}",
+        ]
+    )
+    assert res.returncode == 2
+    assert "pack_learning: 'stacked' needs the runs of a pack to share lr" in res.stderr
+    assert not (tmp_path / "s0").exists()  # refused before anything was created
 
 
 def test_killed_pack_resumes_every_run_including_a_finished_one(tmp_path):
