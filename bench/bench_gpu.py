@@ -2,10 +2,12 @@
 and 60 PredatorPrey runs, the gradient step's time against the device's matmul rate, and
 (with --paper-grid) the measured wall time of the PredatorPrey half of the paper grid.
 
-What runs on the device today: each run's networks, acting and gradient steps (the torch
-layers; the compiled kernel is CPU-only). PredatorPrey steps on the CPU. A pack shares the
-process and the env's vectorised step; its runs' networks are not yet stacked on one owner
-axis, so each run still launches its own kernels: the numbers below say how far that goes.
+What runs on the device: the networks, acting and gradient steps (the torch layers; the
+compiled kernel is CPU-only). PredatorPrey steps on the CPU. A pack's runs are stacked on one
+owner axis (`pack_learning=auto`): one acting forward and one gradient step per pack, so the
+kernel launches are shared by its runs; one pack is also measured learning per run
+(`pack_learning=per_run`, each run launching its own kernels), as the reference in the same
+run, and the stacked gradient step is timed per run against a run's own step.
 
 Without CUDA it stops with a message saying so (CI never has a GPU); `--device cpu` runs the
 same measurements on the CPU, to check the script itself.
@@ -51,16 +53,17 @@ def device_name(device: torch.device) -> str:
     return machine()["cpu"]
 
 
-def pack_rate(tmp: Path, device: str, runs: int, steps: int) -> dict:
+def pack_rate(tmp: Path, device: str, runs: int, steps: int, learning: str = "auto") -> dict:
     """Env steps per wall second of one pack of `runs` seeds, over its steps S..2S (two
     processes, budgets S and 2S: start-up, CUDA context and the first steps cancel)."""
     walls, totals = [], []
     seeds = "[" + ", ".join(map(str, range(runs))) + "]"
     for budget in (steps, 2 * steps):
-        out = tmp / f"{device}_r{runs}_b{budget}"
+        out = tmp / f"{device}_r{runs}_{learning}_b{budget}"
         args = [sys.executable, "-m", "ficomm.train", f"out={out}/s{{seed}}", *METHOD]
         args += [f"seed={seeds}", f"budget={budget}", f"eval_interval={steps}"]
         args += ["eval_episodes=1", f"device={device}", "threads=1", "wandb_mode=disabled"]
+        args += [f"pack_learning={learning}"]
         t = time.perf_counter()
         res = subprocess.run(args, capture_output=True, text=True)
         walls.append(time.perf_counter() - t)
@@ -68,7 +71,9 @@ def pack_rate(tmp: Path, device: str, runs: int, steps: int) -> dict:
             raise SystemExit(f"pack of {runs} on {device} failed:\n{res.stderr[-2000:]}")
         totals.append(sum(final_env_steps(out / f"s{s}") for s in range(runs)))
     rate = (totals[1] - totals[0]) / (walls[1] - walls[0])
-    return {"runs": runs, "steps_per_s": rate, "per_run": rate / runs, "wall_2s": walls[1]}
+    mode = "per run" if learning == "per_run" or runs == 1 else "stacked"
+    return {"runs": runs, "learning": mode, "steps_per_s": rate, "per_run": rate / runs,
+            "wall_2s": walls[1]}  # fmt: skip
 
 
 def matmul_tflops(device: torch.device, n: int = 4096, reps: int = 20) -> float:
@@ -90,29 +95,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def grad_step(device: torch.device, B: int = 32, T: int = 100, reps: int = 20) -> dict:
+def grad_step(device: torch.device, B: int = 32, T: int = 100, reps: int = 20, runs: int = 1):
     """One NPS+IQL+COMM gradient step at the paper's batch (32 episodes x 100 steps, 4 agents,
-    H 64) with the torch layers on `device`, against its FLOP count at the matmul rate."""
+    H 64) with the torch layers on `device`, against its FLOP count at the matmul rate; with
+    runs > 1, the stacked step of that many runs (`StackedLearner`), per run."""
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_train import paper_batch, step_flops
 
-    from ficomm.learner import Learner
+    from ficomm.learner import Learner, StackedLearner
     from ficomm.methods import layout_for
     from ficomm.nets import AgentNets
 
-    torch.manual_seed(0)
-    nets = AgentNets(layout_for("nps", True), 4, 28, 5, 64, kernel="torch").to(device)
-    learner = Learner(nets, lr=5e-4)
+    learners = []
+    for seed in range(runs):
+        torch.manual_seed(seed)
+        nets = AgentNets(layout_for("nps", True), 4, 28, 5, 64, kernel="torch").to(device)
+        learners.append(Learner(nets, lr=5e-4))
     batch = paper_batch(B, T)
+    if runs == 1:
+        step = lambda: learners[0].train_step(batch)  # noqa: E731
+    else:
+        stack = StackedLearner(learners)
+        step = lambda: stack.train_step([batch] * runs)  # noqa: E731
     for _ in range(3):
-        learner.train_step(batch)
+        step()
     sync(device)
     t = time.perf_counter()
     for _ in range(reps):
-        learner.train_step(batch)
+        step()
     sync(device)
     ms = (time.perf_counter() - t) / reps * 1e3
-    return {"ms": ms, "gflop": step_flops(nets, B, T) / 1e9}
+    return {"runs": runs, "ms": ms, "ms_per_run": ms / runs, "gflop": step_flops(nets, B, T) / 1e9}
 
 
 def paper_grid(device: str) -> tuple[float, str]:
@@ -146,6 +159,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--packs", default="1,5,20,60", help="runs per pack")
     p.add_argument("--steps", type=int, default=4000, help="S: packs run S and 2S env steps")
+    p.add_argument("--per-run", type=int, default=20, help="also this pack learning per run")
     p.add_argument("--paper-grid", action="store_true", help="also time the PP half of paper")
     p.add_argument("--out", default="bench/results/gpu.md")
     args = p.parse_args()
@@ -154,11 +168,16 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for runs in (int(r) for r in args.packs.split(",")):
+        packs = [int(r) for r in args.packs.split(",")]
+        for runs in packs:
             rows.append(pack_rate(Path(tmp), args.device, runs, args.steps))
+            print(rows[-1], flush=True)
+        if args.per_run > 1:
+            rows.append(pack_rate(Path(tmp), args.device, args.per_run, args.steps, "per_run"))
             print(rows[-1], flush=True)
     peak = matmul_tflops(device)
     step = grad_step(device)
+    stacked = grad_step(device, runs=max(packs)) if max(packs) > 1 else None
     grid = paper_grid(args.device) if args.paper_grid else None
     m = machine()
     floor_ms = step["gflop"] / peak  # GFLOP / (TFLOP/s) = ms
@@ -178,12 +197,13 @@ def main() -> None:
         f"NPS+IQL+COMM, H 64, PredatorPrey, env steps per wall second over steps "
         f"{args.steps}..{2 * args.steps} of each run:",
         "",
-        "| runs per pack | env steps/s (all runs) | per run | wall of the 2S process, s |",
-        "|---|---|---|---|",
+        "| runs per pack | learning | env steps/s (all runs) | per run | wall of the 2S process, s |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['runs']} | {r['steps_per_s']:.0f} | {r['per_run']:.0f} | {r['wall_2s']:.1f} |"
+            f"| {r['runs']} | {r['learning']} | {r['steps_per_s']:.0f} | {r['per_run']:.0f} | "
+            f"{r['wall_2s']:.1f} |"
         )
     lines += [
         "",
@@ -192,6 +212,10 @@ def main() -> None:
         f"that is {floor_ms:.3f} ms: the step takes {step['ms'] / floor_ms:.0f}x its compute "
         "floor.",
     ]
+    if stacked is not None:
+        lines += ["", f"Stacked gradient step of {stacked['runs']} runs: {stacked['ms']:.2f} ms, "
+                  f"{stacked['ms_per_run']:.3f} ms per run ({step['ms'] / stacked['ms_per_run']:.1f}x "
+                  "a run's own step)."]  # fmt: skip
     if grid is not None:
         lines += ["", f"PredatorPrey half of `paper` (60 runs x 1M): {grid[0] / 60:.1f} min, "
                   f"`{grid[1]}`."]  # fmt: skip

@@ -246,7 +246,9 @@ class Run:
                 close()
 
     # ----------------------------------------------------------------- run directory
-    def run_info(self, wandb_id: str) -> dict[str, Any]:
+    def run_info(
+        self, wandb_id: str, pack_runs: int = 1, pack_learning: str = "per_run"
+    ) -> dict[str, Any]:
         nets, info = self.learner.nets, self.info
         return {
             "method": self.cfg.method,
@@ -272,6 +274,8 @@ class Run:
             "threads": self.cfg.threads,
             "kernel": self.kernel,
             "env_facts": env_facts(self.env),
+            "pack_runs": pack_runs,  # the runs this one trained beside (itself included)
+            "pack_learning": pack_learning,
         }
 
     def checkpoint_dir(self) -> Path:
@@ -500,8 +504,7 @@ def _train_locked(cfgs: list[Config]) -> int:
         # kernel continues with them); the checkpoint keeps a copy of them.
         learning = pack_learning([cfg for cfg, _ in todo])
         for run, (cfg, ckpt) in zip(runs, todo, strict=True):
-            run_info = run.run_info(_wandb_id(cfg, run.out, ckpt))
-            run_info.update(pack_runs=len(todo), pack_learning=learning)
+            run_info = run.run_info(_wandb_id(cfg, run.out, ckpt), len(todo), learning)
             run.records = {
                 "config.yaml": config_to_yaml(cfg),
                 "run_info.json": json.dumps(run_info, indent=2) + "\n",

@@ -188,6 +188,32 @@ def test_sigterm_stops_every_run_of_a_pack_with_a_checkpoint(tmp_path):
     assert err.count("received SIGTERM") == 2 and err.count("rerun the same command") == 2
 
 
+def test_a_run_stopped_in_a_stacked_pack_resumes_alone(tmp_path):
+    """A checkpoint does not depend on how its run learned: a run of a stacked pack, stopped
+    by SIGTERM, resumes alone and ends as the same run trained alone from the start."""
+    base = [*SMALL_RUN, *EVAL, "share=nps", "comm=true", "budget=3000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ficomm.train", *base, "seed=[0, 1]", f"out={tmp_path}/s{{seed}}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    csv = tmp_path / "s1" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert len(read_metrics(csv)) < 7  # it stopped before the end
+    info = json.loads((tmp_path / "s1" / "run_info.json").read_text())
+    assert info["pack_learning"] == "stacked"
+    res = run_train([*base, "seed=1", f"out={tmp_path}/s1"])
+    assert res.returncode == 0 and "resuming" in res.stderr, res.stderr
+    assert train_main([*base, "seed=1", f"out={tmp_path}/alone"]) == 0
+    assert read_metrics(csv) == read_metrics(tmp_path / "alone" / "metrics.csv")
+
+
 def test_pack_keys_and_bad_packs(tmp_path):
     cfgs = load_pack(None, ["seed=[0, 1]", "lr=[1e-3, 5e-4]", f"out={tmp_path}/s{{seed}}-{{lr}}"])
     assert [(c.seed, c.lr, c.out) for c in cfgs] == [
