@@ -216,6 +216,15 @@ def main() -> None:
         lines += ["", f"Stacked gradient step of {stacked['runs']} runs: {stacked['ms']:.2f} ms, "
                   f"{stacked['ms_per_run']:.3f} ms per run ({step['ms'] / stacked['ms_per_run']:.1f}x "
                   "a run's own step)."]  # fmt: skip
+    biggest = max((r for r in rows if r["learning"] != "per run" or r["runs"] == 1),
+                  key=lambda r: r["runs"])  # fmt: skip
+    minutes = 60 * 1_000_000 / biggest["steps_per_s"] / 60  # 60 runs' steps at its rate
+    lines += [
+        "",
+        f"Extrapolated, not measured: the PredatorPrey half of `paper` (60 runs x 1M env steps) "
+        f"at the {biggest['runs']}-run pack's rate, one pack after another: "
+        f"{minutes:.0f} min (the target: under 30).",
+    ]
     if grid is not None:
         lines += ["", f"PredatorPrey half of `paper` (60 runs x 1M): {grid[0] / 60:.1f} min, "
                   f"`{grid[1]}`."]  # fmt: skip

@@ -4,9 +4,10 @@ peak memory.
 
 What a pack shares on a CPU: the process (imports, JIT compilation), and the simulator's call:
 one vectorised step for the R episodes (SMAX: one vmapped, jitted call instead of R, each with
-a fixed dispatch cost). Learning is stacked by default (the runs' networks on one owner axis,
-one gradient step for the pack: `pack_learning=auto`) and measured per run too
-(`pack_learning=per_run`); on the CPU each run acts with the compiled kernel either way.
+a fixed dispatch cost). The pack is measured learning per run (`pack_learning=per_run`, the
+CPU default) and stacked (`pack_learning=stacked`: the runs' networks on one owner axis, one
+gradient step for the pack, the GPU default); on the CPU each run acts with the compiled
+kernel either way.
 
 Cost = CPU seconds (user + system, from wait4, all threads) per 1k env steps, summed over the
 runs, measured as the difference of two budgets S and 2S of the same runs, so that imports,
@@ -163,23 +164,22 @@ def main() -> None:
             )
     lines += [
         "",
-        f"Peak resident memory, MB (the stacked pack; a run alone: seed 0; per further run = "
-        f"(pack - alone) / "
+        f"Peak resident memory, MB (a run alone: seed 0; per further run = (pack - alone) / "
         f"{R - 1}; one run's buffer growth = alone at 2S - alone at S).",
         "",
-        "| env | alone, S | alone, 2S | pack, S | pack, 2S | per further run, S | "
-        "per further run, 2S | one run's growth S -> 2S |",
-        "|---|---|---|---|---|---|---|---|",
+        "| env | pack learning | alone, S | alone, 2S | pack, S | pack, 2S | per further run, S "
+        "| per further run, 2S | one run's growth S -> 2S |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         a, b = r[r["S"]], r[2 * r["S"]]
-        per_a = (a["stacked"]["rss"] - a["alone_rss"]) / (R - 1)
-        per_b = (b["stacked"]["rss"] - b["alone_rss"]) / (R - 1)
-        lines.append(
-            f"| {r['entry']} | {a['alone_rss']:.0f} | {b['alone_rss']:.0f} | "
-            f"{a['stacked']['rss']:.0f} | {b['stacked']['rss']:.0f} | {per_a:.0f} | "
-            f"{per_b:.0f} | {b['alone_rss'] - a['alone_rss']:.0f} |"
-        )
+        for learning in LEARNING:
+            pa, pb = a[learning]["rss"], b[learning]["rss"]
+            lines.append(
+                f"| {r['entry']} | {learning} | {a['alone_rss']:.0f} | {b['alone_rss']:.0f} | "
+                f"{pa:.0f} | {pb:.0f} | {(pa - a['alone_rss']) / (R - 1):.0f} | "
+                f"{(pb - b['alone_rss']) / (R - 1):.0f} | {b['alone_rss'] - a['alone_rss']:.0f} |"
+            )
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

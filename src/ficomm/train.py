@@ -588,8 +588,11 @@ class _Lane:
 
 
 def pack_learning(cfgs: list[Config]) -> str:
-    """How the pack learns ("stacked" or "per_run"): the `pack_learning` key, auto resolved;
-    stacking needs the runs to share the learner's keys."""
+    """How the pack learns ("stacked" or "per_run"): the `pack_learning` key, auto resolved.
+    Stacking needs the runs to share the learner's keys. auto stacks on a GPU only: on a CPU
+    the gradient step's time is the compiled kernel's arithmetic, which a stack does not
+    reduce, and the stack holds all its runs' intermediate tensors at once
+    (bench/results/pack.md)."""
     want = cfgs[0].pack_learning
     keys = ("lr", "rms_alpha", "rms_eps", "gamma", "grad_clip", "target_update", "target_unroll")
     differ = [k for k in keys if len({getattr(cfg, k) for cfg in cfgs}) > 1]
@@ -600,7 +603,7 @@ def pack_learning(cfgs: list[Config]) -> str:
         )
     if want == "per_run" or differ or len(cfgs) == 1:
         return "per_run"
-    return "stacked"
+    return "stacked" if want == "stacked" or cfgs[0].device == "cuda" else "per_run"
 
 
 def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTracker]) -> dict:

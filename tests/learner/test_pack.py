@@ -21,8 +21,8 @@ from ficomm.config import PACK_KEYS, ConfigError, load_pack
 from ficomm.train import main as train_main
 
 EVAL = ["eval_interval=500"]
-# per_run: the runs differ in lr, so each learns on its own; stacked: they share the learner's
-# keys, so auto stacks them (one gradient step for the pack)
+# per_run: the runs differ in lr, so each learns on its own (as auto does on a CPU); stacked:
+# they share the learner's keys and stack (one gradient step for the pack, as auto does on cuda)
 PACKS = {
     "per_run": {"seed": [0, 1, 2], "budget": [1000, 2000, 2000], "lr": [5e-4, 1e-3, 5e-4]},
     "stacked": {"seed": [0, 1, 2], "budget": [1000, 2000, 2000]},
@@ -34,7 +34,8 @@ def _alone_args(pack: dict, i: int) -> list[str]:
 
 
 def _pack_args(pack: dict) -> list[str]:
-    return [f"{k}=[{', '.join(map(str, v))}]" for k, v in pack.items()]
+    args = [f"{k}=[{', '.join(map(str, v))}]" for k, v in pack.items()]
+    return args if "lr" in pack else [*args, "pack_learning=stacked"]
 
 
 @pytest.mark.parametrize("learning", list(PACKS))
@@ -125,7 +126,8 @@ def test_stacked_needs_shared_learner_keys(tmp_path):
     assert not (tmp_path / "s0").exists()  # refused before anything was created
 
 
-def test_killed_pack_resumes_every_run_including_a_finished_one(tmp_path):
+@pytest.mark.parametrize("learning", ["per_run", "stacked"])
+def test_killed_pack_resumes_every_run_including_a_finished_one(tmp_path, learning):
     args = [
         *SMALL_RUN,
         *EVAL,
@@ -133,6 +135,7 @@ def test_killed_pack_resumes_every_run_including_a_finished_one(tmp_path):
         "comm=true",
         "seed=[0, 1, 2]",
         "budget=[1000, 6000, 6000]",
+        f"pack_learning={learning}",
         f"out={tmp_path}/pack/s{{seed}}",
     ]
     proc = subprocess.Popen(
@@ -192,8 +195,9 @@ def test_a_run_stopped_in_a_stacked_pack_resumes_alone(tmp_path):
     """A checkpoint does not depend on how its run learned: a run of a stacked pack, stopped
     by SIGTERM, resumes alone and ends as the same run trained alone from the start."""
     base = [*SMALL_RUN, *EVAL, "share=nps", "comm=true", "budget=3000"]
+    pack = ["seed=[0, 1]", "pack_learning=stacked", f"out={tmp_path}/s{{seed}}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ficomm.train", *base, "seed=[0, 1]", f"out={tmp_path}/s{{seed}}"],
+        [sys.executable, "-m", "ficomm.train", *base, *pack],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

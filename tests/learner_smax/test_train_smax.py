@@ -186,8 +186,11 @@ def _metrics_without_wall_clock(out: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.smax
 @pytest.mark.skipif(find_spec("jaxmarl") is None, reason="needs jaxmarl (ficomm[smax])")
-@pytest.mark.parametrize("share, comm", [("nps", True), ("ps", False)])
-def test_packed_smax_runs_equal_the_same_runs_alone(tmp_path, share, comm):
+@pytest.mark.parametrize(
+    "share, comm, learning",
+    [("nps", True, "per_run"), ("ps", False, "per_run"), ("nps", True, "stacked")],
+)
+def test_packed_smax_runs_equal_the_same_runs_alone(tmp_path, share, comm, learning):
     """A pack steps its runs' SMAX episodes in one vmapped call; each run still plays the
     episodes and takes the evaluations it would alone (budgets differ: run 0 stops first).
 
@@ -195,7 +198,7 @@ def test_packed_smax_runs_equal_the_same_runs_alone(tmp_path, share, comm):
     per batch size, and a batch of 3 and a batch of 1 round some observations one float32 ulp
     apart (6e-8), which the learner carries into its losses (relative 1e-6 here)."""
     common = ("backend=smax", "eval_interval=500", "eval_episodes=3", "batch_size=8")
-    pack = (*common, "seed=[0, 1, 2]", "budget=[600, 1200, 1200]")
+    pack = (*common, "seed=[0, 1, 2]", "budget=[600, 1200, 1200]", f"pack_learning={learning}")
     assert run(tmp_path / "pack" / "s{seed}", share, comm, *pack) == 0
     for seed, budget in ((0, 600), (1, 1200), (2, 1200)):
         alone = tmp_path / "alone" / f"s{seed}"
