@@ -16,6 +16,11 @@ what is left is the steady state of a long run. CPU time, not wall time, so that
 the machine changes the numbers little; the load is stated beside them anyway. The whole-run
 figure (budget 2S, start-up included) is what short runs cost.
 
+In-run = the same steady state by the runs' own clocks (wall seconds of training from each
+run's evaluation at S to its end, from its checkpoint): one process, so the noise of two
+separate totals does not enter; a pack's runs share one clock, so a pack's figure is its mean
+segment over the env steps of all its runs. Wall time: read it on an idle machine.
+
 Memory = peak resident set (ru_maxrss) of the process at budgets S and 2S, for a run alone and
 for a pack of R: per further run of the pack, (pack - alone) / (R - 1). If a pack adds only
 its runs' replay buffers (and their small networks), that figure grows from S to 2S as one
@@ -47,19 +52,32 @@ METHOD = ["share=nps", "comm=true", "hidden=64"]  # the paper's method, fully in
 LEARNING = ("stacked", "per_run")  # how the pack learns (`pack_learning`)
 
 
+def _final_state(run_dir: Path) -> dict:
+    import torch
+
+    return torch.load(run_dir / "checkpoint" / "state.pt", map_location="cpu", weights_only=False)
+
+
 def final_env_steps(run_dir: Path) -> int:
     """Env steps a finished run took (its checkpoint's counter: the budget, overshot by the
     last episode)."""
-    import torch
+    return int(_final_state(run_dir)["counters"]["env_steps"])
 
-    state = torch.load(run_dir / "checkpoint" / "state.pt", map_location="cpu", weights_only=False)
-    return int(state["counters"]["env_steps"])
+
+def segment(run_dir: Path, S: int) -> tuple[float, int]:
+    """(training wall seconds, env steps) of a finished run from its evaluation at or after
+    S to its end, by the run's own clock (its checkpoint's counters and history)."""
+    state = _final_state(run_dir)
+    row = next(r for r in state["history"] if r["env_steps"] >= S)
+    c = state["counters"]
+    return c["wall_time"] - row["wall_time"], int(c["env_steps"]) - int(row["env_steps"])
 
 
 def train(
     out: str, entry: str, backend: str, seeds: list[int], budget: int, S: int, extra: list
-) -> tuple[float, float, int]:
-    """(CPU seconds, peak RSS in MB, total env steps of its runs) of one `ficomm train`."""
+) -> tuple[float, float, int, list[tuple[float, int]]]:
+    """(CPU seconds, peak RSS in MB, total env steps of its runs, each run's `segment`) of
+    one `ficomm train`."""
     seed = str(seeds[0]) if len(seeds) == 1 else "[" + ", ".join(map(str, seeds)) + "]"
     args = [sys.executable, "-m", "ficomm.train", f"out={out}", f"env={entry}"]
     args += [f"backend={backend}", *METHOD, f"seed={seed}", f"budget={budget}"]
@@ -71,10 +89,10 @@ def train(
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{entry} seeds {seeds}: ficomm train failed:\n{err[-2000:]}")
-    steps = 0
-    for s in seeds:
-        steps += final_env_steps(Path(out.replace("{seed}", str(s))))
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, steps
+    dirs = [Path(out.replace("{seed}", str(s))) for s in seeds]
+    steps = sum(final_env_steps(d) for d in dirs)
+    segments = [segment(d, S) for d in dirs] if budget > S else []
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, steps, segments
 
 
 def measure(tmp: Path, entry: str, runs: int) -> dict:
@@ -102,20 +120,30 @@ def measure(tmp: Path, entry: str, runs: int) -> dict:
             "alone_cpu": sum(a[0] for a in alone),
             "alone_rss": alone[0][1],  # seed 0 alone
             "alone_steps": sum(a[2] for a in alone),
+            "alone_segments": [seg for a in alone for seg in a[3]],
         }
         for learning, pack in packs.items():
-            res[budget][learning] = {"cpu": pack[0], "rss": pack[1], "steps": pack[2]}
+            res[budget][learning] = {
+                "cpu": pack[0],
+                "rss": pack[1],
+                "steps": pack[2],
+                "segments": pack[3],
+            }
         print(entry, budget, res[budget], flush=True)
     a, b = res[S], res[2 * S]
     res["alone_ms"] = (
         1e3 * (b["alone_cpu"] - a["alone_cpu"]) / (b["alone_steps"] - a["alone_steps"])
     )
     res["alone_whole_ms"] = 1e3 * b["alone_cpu"] / b["alone_steps"]
+    seg = b["alone_segments"]
+    res["alone_inrun_ms"] = 1e3 * sum(w for w, _ in seg) / sum(n for _, n in seg)
     for learning in LEARNING:
         pa, pb = a[learning], b[learning]
+        seg = pb["segments"]
         res[learning] = {
             "ms": 1e3 * (pb["cpu"] - pa["cpu"]) / (pb["steps"] - pa["steps"]),
             "whole_ms": 1e3 * pb["cpu"] / pb["steps"],
+            "inrun_ms": 1e3 * (sum(w for w, _ in seg) / len(seg)) / sum(n for _, n in seg),
         }
     return res
 
@@ -147,19 +175,23 @@ def main() -> None:
         f"- method: NPS+IQL+COMM, H 64, batch 32, one thread; pack of R = {R} seeds (0-{R - 1}) "
         f"against the same {R} seeds one process each",
         "",
-        "CPU ms per env step, summed over the runs (steady state: budgets S..2S; whole run: "
-        "budget 2S with start-up); speed-up = separate / pack.",
+        "ms per env step, summed over the runs: CPU ms in the steady state (budgets S..2S) "
+        "and over the whole run (budget 2S with start-up); wall ms in the steady state by the "
+        "runs' own clocks (in-run); speed-up = separate / pack.",
         "",
         "| env (backend) | S | pack learning | separate, steady | pack, steady | speed-up, "
-        "steady | separate, whole run | pack, whole run | speed-up, whole run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "steady | separate, in-run | pack, in-run | speed-up, in-run | separate, whole run | "
+        "pack, whole run | speed-up, whole run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         for learning in LEARNING:
             p = r[learning]
             lines.append(
                 f"| {r['entry']} ({r['backend']}) | {r['S']} | {learning} | {r['alone_ms']:.3f} | "
-                f"{p['ms']:.3f} | {r['alone_ms'] / p['ms']:.2f}x | {r['alone_whole_ms']:.3f} | "
+                f"{p['ms']:.3f} | {r['alone_ms'] / p['ms']:.2f}x | {r['alone_inrun_ms']:.3f} | "
+                f"{p['inrun_ms']:.3f} | {r['alone_inrun_ms'] / p['inrun_ms']:.2f}x | "
+                f"{r['alone_whole_ms']:.3f} | "
                 f"{p['whole_ms']:.3f} | {r['alone_whole_ms'] / p['whole_ms']:.2f}x |"
             )
     lines += [

@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,25 @@ def run_train(args: list[str], timeout: float = 300, **popen) -> subprocess.Comp
         env=env,
         **popen,
     )
+
+
+def signal_when(args: list[str], csv: Path, rows: int, sig: int) -> tuple[int, str]:
+    """Start `ficomm train ARGS`, send `sig` once `csv` has `rows` lines (header included);
+    returns its exit code and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ficomm.train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        csv.exists() and len(csv.read_text().splitlines()) >= rows
+    ):
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
 
 
 def read_metrics(path: Path, drop_wall_clock: bool = True) -> list[dict[str, str]]:

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
-from learner_helpers import SMALL_RUN, read_metrics, run_train
+from learner_helpers import SMALL_RUN, read_metrics, run_train, signal_when
 
 from ficomm.config import PACK_KEYS, ConfigError, load_pack
 from ficomm.train import main as train_main
@@ -138,19 +135,9 @@ def test_killed_pack_resumes_every_run_including_a_finished_one(tmp_path, learni
         f"pack_learning={learning}",
         f"out={tmp_path}/pack/s{{seed}}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ficomm.train", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     csv = tmp_path / "pack" / "s1" / "metrics.csv"
-    deadline = time.time() + 120
     # header + evaluations at 0, 500, 1000, 1500: run 0 (budget 1000) has finished by then
-    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 5):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    signal_when(args, csv, 5, signal.SIGKILL)
     assert len(read_metrics(csv)) < 12  # it really stopped early
     res = run_train(args)
     assert res.returncode == 0, res.stderr
@@ -175,19 +162,8 @@ def test_sigterm_stops_every_run_of_a_pack_with_a_checkpoint(tmp_path):
         "budget=20000",
         f"out={tmp_path}/s{{seed}}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ficomm.train", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    csv = tmp_path / "s4" / "metrics.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    code, err = signal_when(args, tmp_path / "s4" / "metrics.csv", 3, signal.SIGTERM)
+    assert code == 143, err
     assert err.count("received SIGTERM") == 2 and err.count("rerun the same command") == 2
 
 
@@ -196,19 +172,9 @@ def test_a_run_stopped_in_a_stacked_pack_resumes_alone(tmp_path):
     by SIGTERM, resumes alone and ends as the same run trained alone from the start."""
     base = [*SMALL_RUN, *EVAL, "share=nps", "comm=true", "budget=3000"]
     pack = ["seed=[0, 1]", "pack_learning=stacked", f"out={tmp_path}/s{{seed}}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ficomm.train", *base, *pack],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     csv = tmp_path / "s1" / "metrics.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    code, err = signal_when([*base, *pack], csv, 3, signal.SIGTERM)
+    assert code == 143, err
     assert len(read_metrics(csv)) < 7  # it stopped before the end
     info = json.loads((tmp_path / "s1" / "run_info.json").read_text())
     assert info["pack_learning"] == "stacked"

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 import yaml
-from learner_helpers import SMALL_RUN, read_metrics, run_train
+from learner_helpers import SMALL_RUN, read_metrics, run_train, signal_when
 
 from ficomm.tracking import COLUMNS
 
@@ -105,25 +103,13 @@ def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
 def test_killed_run_resumes_to_the_same_metrics(reference_run, tmp_path, sig):
     out = tmp_path / "run"
     args = [*SMALL_RUN, *BUDGET, "share=nps", "comm=true", f"out={out}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ficomm.train", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
     csv = out / "metrics.csv"
-    while time.time() < deadline:
-        if csv.exists() and len(csv.read_text().splitlines()) >= 4:  # header + 3 evaluations
-            break
-        time.sleep(0.02)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    code, err = signal_when(args, csv, 4, sig)  # header + 3 evaluations
     if sig == signal.SIGTERM:
-        assert proc.returncode == 143, err
+        assert code == 143, err
         assert "received SIGTERM" in err and "rerun the same command to resume" in err
     else:
-        assert proc.returncode == -signal.SIGKILL
+        assert code == -signal.SIGKILL
     assert len(read_metrics(csv)) < 8  # it really stopped early
     res = run_train(args)
     assert res.returncode == 0, res.stderr
