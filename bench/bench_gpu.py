@@ -4,7 +4,7 @@ and 60 PredatorPrey runs, the gradient step's time against the device's matmul r
 
 What runs on the device: the networks, acting and gradient steps (the torch layers; the
 compiled kernel is CPU-only). PredatorPrey steps on the CPU. A pack's runs are stacked on one
-owner axis (`pack_learning=auto`): one acting forward and one gradient step per pack, so the
+owner axis (`pack_learning=stacked`, the default on cuda): one acting forward and one gradient step per pack, so the
 kernel launches are shared by its runs; one pack is also measured learning per run
 (`pack_learning=per_run`, each run launching its own kernels), as the reference in the same
 run, and the stacked gradient step is timed per run against a run's own step.
@@ -53,7 +53,7 @@ def device_name(device: torch.device) -> str:
     return machine()["cpu"]
 
 
-def pack_rate(tmp: Path, device: str, runs: int, steps: int, learning: str = "auto") -> dict:
+def pack_rate(tmp: Path, device: str, runs: int, steps: int, learning: str = "stacked") -> dict:
     """Env steps per wall second of one pack of `runs` seeds over its steps S..2S, by the
     runs' own clocks (`bench_pack.segment`: start-up, CUDA context and the first S steps left
     out; the pack's runs share one clock, so its rate is all runs' steps over the mean
