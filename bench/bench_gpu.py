@@ -158,7 +158,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--packs", default="1,5,20,60", help="runs per pack")
-    p.add_argument("--steps", type=int, default=4000, help="S: packs run 2S env steps, timed over S..2S")
+    p.add_argument(
+        "--steps", type=int, default=4000, help="S: packs run 2S env steps, timed over S..2S"
+    )
     p.add_argument("--per-run", type=int, default=20, help="also this pack learning per run")
     p.add_argument("--paper-grid", action="store_true", help="also time the PP half of paper")
     p.add_argument("--out", default="bench/results/gpu.md")

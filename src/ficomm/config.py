@@ -170,7 +170,7 @@ class Config:
         "how a pack's runs learn: stacked (their networks on one owner axis: one gradient step "
         "for the pack, and one acting forward on the torch layers) or per_run; auto: stacked "
         "on cuda where the runs share the learner's keys (lr, gamma, ...), per_run on the CPU "
-        "(less memory, as fast); same results",
+        "(faster there, less memory); same results",
         choices=("auto", "stacked", "per_run"),
         learning=False,
     )
