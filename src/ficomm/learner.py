@@ -64,9 +64,6 @@ def stack_batches(
     runs' agents (R * n, T, B, ...) and per run (R, T, B) for reward, terminal and mask. The
     runs' batches are padded with zeros (mask 0) to the longest episode and the largest
     batch, as the replay buffer pads a batch's shorter episodes."""
-    if len(batches) == 1:
-        b = batch_to_tensors(batches[0], device, dtype)
-        return {**b, **{k: b[k][None] for k in ("reward", "terminal", "mask")}}
     B = max(b.mask.shape[0] for b in batches)
     T = max(b.mask.shape[1] for b in batches)
 
@@ -267,8 +264,7 @@ class StackedLearner:
         owners get no gradient and are not synced). Returns each run's mean loss over its
         owners (R,), detached."""
         core, R = self.core, len(self.learners)
-        real = [b for b in batches if b is not None]
-        empty = _empty_batch(real[0])
+        empty = _empty_batch(next(b for b in batches if b is not None))
         b = stack_batches(
             [empty if x is None else x for x in batches], core.device, core.params[0].dtype
         )

@@ -6,6 +6,7 @@ inference mode; messages are same-step (computed from o_t inside the forward, be
 
 from __future__ import annotations
 
+import copy
 import ctypes
 
 import numpy as np
@@ -161,13 +162,16 @@ class StackedPolicy:
     are still playing. `rows` are the stack's runs this acting plays, in order (the runs
     still training)."""
 
-    def __init__(self, nets: AgentNets, rows: list[int] | None = None):
-        self.policy = Policy(nets) if isinstance(nets, AgentNets) else nets
-        self.R, self.n = self.policy.nets.runs, self.policy.nets.n_agents
-        self.rows = list(range(self.R)) if rows is None else list(rows)
+    def __init__(self, nets: AgentNets):
+        self.policy = Policy(nets)
+        self.R, self.n = nets.runs, nets.n_agents
+        self.rows = list(range(self.R))
 
     def select(self, rows: list[int]) -> StackedPolicy:
-        return StackedPolicy(self.policy, rows)  # type: ignore[arg-type]
+        """The same acting (one policy, one hidden state) for these runs of the stack only."""
+        other = copy.copy(self)
+        other.rows = list(rows)
+        return other
 
     def start(self) -> None:
         self.policy.start(1)
