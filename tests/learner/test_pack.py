@@ -170,7 +170,7 @@ def test_sigterm_stops_every_run_of_a_pack_with_a_checkpoint(tmp_path):
 def test_a_run_stopped_in_a_stacked_pack_resumes_alone(tmp_path):
     """A checkpoint does not depend on how its run learned: a run of a stacked pack, stopped
     by SIGTERM, resumes alone and ends as the same run trained alone from the start."""
-    base = [*SMALL_RUN, *EVAL, "share=nps", "comm=true", "budget=3000"]
+    base = [*SMALL_RUN, *EVAL, "share=nps", "comm=true", "budget=6000"]
     pack = ["seed=[0, 1]", "pack_learning=stacked", f"out={tmp_path}/s{{seed}}"]
     csv = tmp_path / "s1" / "metrics.csv"
     code, err = signal_when([*base, *pack], csv, 3, signal.SIGTERM)
