@@ -8,6 +8,10 @@ import sys
 
 _COMMANDS = {
     "train": ("ficomm.train", "one training run from a YAML config plus key=value overrides"),
+    "evaluate": (
+        "ficomm.evaluate",
+        "evaluate a finished run's final policy (interventions, an animation)",
+    ),
     "analysis": (
         "ficomm.analysis.cli",
         "aggregate run CSVs, draw figures and tables, test the paper's claims, publish to W&B",

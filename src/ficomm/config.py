@@ -119,6 +119,14 @@ class Config:
         bound="at_least_1",
     )
     eval_episodes: int = key(20, "greedy episodes per evaluation", bound="at_least_1")
+    intervene_every: int | None = key(
+        None,
+        "message interventions and signalling (comm runs) at every N-th evaluation and the "
+        "final one; default: about 10 over the run; 0: never (docs/training.md)",
+        unit="evaluations",
+        bound="non_negative",
+        learning=False,
+    )
     buffer_size: int = key(5000, "FIFO replay capacity", unit="episodes", bound="at_least_1")
     batch_size: int = key(
         32, "minibatch, sampled with replacement", unit="episodes", bound="at_least_1"
@@ -194,6 +202,15 @@ class Config:
     preset: str | None = key(
         None, "the workflow preset that asked for this run (a W&B label)", learning=False
     )
+
+    def listens_at(self, index: int, final: bool) -> bool:
+        """Whether the index-th evaluation (0 at env step 0) runs the message interventions:
+        comm runs only, every `intervene_every`-th (auto: about 10 over the run) and the
+        final one."""
+        every = self.intervene_every
+        if every is None:
+            every = max(1, round((self.budget // self.eval_interval + 1) / 10))
+        return self.comm and every > 0 and (final or index % every == 0)
 
     @property
     def method(self) -> str:

@@ -310,18 +310,19 @@ class AgentNets(nn.Module):
         n, T, B, _ = obs.shape
         return self.msg(self.to_owners(obs)).reshape(n, T, B, self.msg_width)
 
-    def attend(self, obs: Tensor, msgs: Tensor) -> Tensor:
+    def attend(self, obs: Tensor, msgs: Tensor, incoming: Tensor | None = None) -> Tensor:
         """The attention channel: each receiver's value (n, T, B, msg_dim), softmax(q k / sqrt
         d)-weighted over the senders' values, with its query from its own observation.
 
         The senders are the others (detached under NPS, as in the concatenation channel) and,
         with own_message, the receiver itself with gradient through its own key and value:
         the only path by which an NPS agent's loss trains its message net. PS (own_message
-        off, as for concat) attends over the others, differentiably."""
+        off, as for concat) attends over the others, differentiably. `incoming`: see q_inputs."""
         n, T, B, _ = obs.shape
         D, L = self.msg_dim, self.layout
         query = self.query(self.to_owners(obs)).reshape(n, 1, T, B, D)
-        sent = msgs.detach() if L.detach_others else msgs
+        sent = msgs if incoming is None else incoming
+        sent = sent.detach() if L.detach_others else sent
         senders = sent[self.others]  # (n, n-1, T, B, 2D)
         if L.own_message:
             senders = torch.cat([senders, msgs.unsqueeze(1)], 1)
@@ -337,7 +338,11 @@ class AgentNets(nn.Module):
         return x.view(G, k, T, B, F).transpose(1, 2).reshape(G, T, k * B, F)
 
     def q_inputs(
-        self, obs: Tensor, last_action: Tensor, msgs: Tensor | None = None
+        self,
+        obs: Tensor,
+        last_action: Tensor,
+        msgs: Tensor | None = None,
+        incoming: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """The Q-net input of every agent, its blocks at the columns of `self.blocks`, as data
         written owner-major (G, T, agents_per_owner * B, in) so that the rows of one step are
@@ -346,6 +351,9 @@ class AgentNets(nn.Module):
 
         `msgs` (n, T, B, msg_width) may be precomputed (NPS training: every agent's messages
         are computed over the minibatch before any update); otherwise they come from obs.
+        `incoming` (n, T, B, msg_width), an intervention (ficomm.listening): row j is what
+        every other agent receives from sender j in place of msgs[j]; each agent's own
+        message stays its own.
         """
         n, T, B, _ = obs.shape
         G, k, L = self.owners, self.per_owner, self.layout
@@ -355,9 +363,10 @@ class AgentNets(nn.Module):
         if L.comm and msgs is None:
             msgs = self.messages(obs)
         if L.attention:
-            parts["attended"] = self.attend(obs, msgs)
+            parts["attended"] = self.attend(obs, msgs, incoming)
         elif L.comm:
-            sent = msgs.detach() if L.detach_others else msgs
+            sent = msgs if incoming is None else incoming
+            sent = sent.detach() if L.detach_others else sent
             others = sent[self.others]  # (n, n-1, T, B, D), ascending sender order
             parts["others_messages"] = others.permute(0, 2, 3, 1, 4).reshape(n, T, B, -1)
             parts["own_message"] = msgs
@@ -380,15 +389,17 @@ class AgentNets(nn.Module):
         last_action: Tensor,
         h: Tensor | None = None,
         msgs: Tensor | None = None,
+        incoming: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Q-values of every agent over T steps of B episodes.
 
         obs (n, T, B, obs), last_action (n, T, B, n_actions) one-hot, h owner-major hidden
-        state or None for zeros -> q (n, T, B, n_actions), last hidden state.
+        state or None for zeros -> q (n, T, B, n_actions), last hidden state. `msgs` and
+        `incoming` as in q_inputs.
         """
         n, T, B, _ = obs.shape
         G, k = self.owners, self.per_owner
-        x, grad_part = self.q_inputs(obs, last_action, msgs)
+        x, grad_part = self.q_inputs(obs, last_action, msgs, incoming)
         if h is None:
             h = self.initial_hidden(B)
         q, h = self.q.unroll(x, h, grad_part)

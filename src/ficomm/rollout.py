@@ -255,18 +255,28 @@ def collect_episodes(
 
 
 def evaluate(
-    env: VectorEnv | MultiAgentEnv, policy: Policy, episodes: int, seed: int
+    env: VectorEnv | MultiAgentEnv, policy: Policy, episodes: int, seed: int, trace: bool = False
 ) -> dict[str, np.ndarray]:
     """Greedy episodes (epsilon 0), nothing stored. A VectorEnv runs all episodes in one
     batched forward per step; a single env runs them one after another, and an episode the
     game interrupted (real SC2: a crash) is played again with the same seed, so it is never
-    counted as a loss; `interrupted` counts the replays per episode."""
+    counted as a loss; `interrupted` counts the replays per episode. A policy with an
+    `episode` attribute (an intervention, ficomm.listening) is told which episode it plays.
+
+    trace=True also returns what was played, time-major and padded to the longest episode:
+    "obs" (T, B, n, obs), "avail" (T, B, n, A), "actions" (T, B, n)."""
     if isinstance(env, VectorEnv):
-        return _evaluate_batch(env, policy, seed)
+        return _evaluate_batch(env, policy, seed, trace)
     parts = []
     for i in range(episodes):
+        if hasattr(policy, "episode"):
+            policy.episode = i
         replays = 0
-        while (part := _evaluate_batch(_Single(env), policy, seed + i)).pop("interrupted").any():
+        while (
+            (part := _evaluate_batch(_Single(env), policy, seed + i, trace))
+            .pop("interrupted")
+            .any()
+        ):
             replays += 1
             if replays > MAX_REPLAYS:
                 raise RuntimeError(
@@ -274,10 +284,34 @@ def evaluate(
                     "keeps crashing); check the StarCraft II install and the machine's memory"
                 )
         parts.append({**part, "interrupted": np.asarray([replays])})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k not in TRACE}
+    if trace:
+        T = max(p["obs"].shape[0] for p in parts)
+        for k in TRACE:
+            padded = [
+                np.pad(p[k], [(0, T - len(p[k]))] + [(0, 0)] * (p[k].ndim - 1)) for p in parts
+            ]
+            out[k] = np.concatenate(padded, axis=1)
+    return out
 
 
-def _evaluate_batch(env, policy: Policy, seed: int) -> dict[str, np.ndarray]:
+TRACE = ("obs", "avail", "actions")  # what evaluate(trace=True) adds
+
+
+def evaluation_columns(res: dict[str, np.ndarray], has_win: bool) -> dict[str, float | None]:
+    """The evaluation's columns of metrics.csv from `evaluate`'s result."""
+    row = {
+        "eval_return_mean": float(res["return"].mean()),
+        "eval_return_std": float(res["return"].std()),
+        "eval_win_rate": float(res["won"].mean()) if has_win else None,
+        "eval_length_mean": float(res["length"].mean()),
+    }
+    if "captures" in res:
+        row["eval_captures_mean"] = float(res["captures"].mean())
+    return row
+
+
+def _evaluate_batch(env, policy: Policy, seed: int, trace: bool = False) -> dict[str, np.ndarray]:
     s = env.reset(seed=seed)
     B = s.obs.shape[0]
     policy.start(B)
@@ -287,8 +321,12 @@ def _evaluate_batch(env, policy: Policy, seed: int) -> dict[str, np.ndarray]:
     interrupted = np.zeros(B, bool)
     captures = np.zeros(B)  # PredatorPrey reports captured prey per episode
     done = np.zeros(B, bool)
+    steps: dict[str, list] = {k: [] for k in TRACE}
     while not done.all():
         actions = greedy(policy.q_values(s.obs), s.avail)
+        if trace:
+            for k, v in zip(TRACE, (s.obs, s.avail, actions), strict=True):
+                steps[k].append(np.asarray(v))
         s = env.step(actions)
         policy.record(actions)
         returns += np.where(done, 0.0, s.reward)
@@ -305,6 +343,8 @@ def _evaluate_batch(env, policy: Policy, seed: int) -> dict[str, np.ndarray]:
     out = {"return": returns, "length": lengths, "won": won, "interrupted": interrupted}
     if "captures" in s.info:
         out["captures"] = captures
+    if trace:
+        out.update({k: np.stack(v) for k, v in steps.items()})
     return out
 
 

@@ -2,9 +2,12 @@
 
 The loop is the authors': evaluate when a multiple of eval_interval env steps
 has been crossed (and at step 0), collect one epsilon-greedy episode, store it, take one
-gradient step; stop once the budget is reached (no final evaluation). A checkpoint is written
-after every evaluation, and on SIGTERM/SIGINT at the next episode boundary, so rerunning the
-same command continues where the run stopped and produces the same metrics.
+gradient step; stop once the budget is reached. Beyond the authors' loop, the run then
+evaluates its final policy (the last row of metrics.csv) and keeps it in policy.pt
+(ficomm.policy_file); comm runs add message interventions to some evaluations
+(ficomm.listening). A checkpoint is written after every evaluation, and on SIGTERM/SIGINT at
+the next episode boundary, so rerunning the same command continues where the run stopped and
+produces the same metrics.
 """
 
 from __future__ import annotations
@@ -33,15 +36,16 @@ try:  # importing torch takes seconds: Ctrl-C then gets one line, not a tracebac
     import yaml
 
     import ficomm
-    from ficomm import checkpoint
+    from ficomm import checkpoint, policy_file
     from ficomm.buffer import Episode, EpisodeBuffer
     from ficomm.config import PACK_KEYS, Config, config_to_yaml, load_pack, with_added_defaults
-    from ficomm.envs import make_env, make_pack_env, make_vector_env
+    from ficomm.envs import env_spec, make_env, make_pack_env, make_vector_env
     from ficomm.envs.base import ConfigError, SingleEnvs
     from ficomm.learner import Learner, StackedLearner
+    from ficomm.listening import greedy_evaluation
     from ficomm.methods import layout_for
     from ficomm.nets import AgentNets
-    from ficomm.rollout import EpsilonSchedule, Policy, StackedPolicy, collect_episodes, evaluate
+    from ficomm.rollout import EpsilonSchedule, Policy, StackedPolicy, collect_episodes
     from ficomm.run_lock import RunDirBusy, RunLock
     from ficomm.tracking import (
         Progress,
@@ -412,6 +416,17 @@ def _settle_finished(cfg: Config, out: Path, ckpt: dict) -> None:
             f"ficomm train: {out / name} was missing or damaged; rebuilt from {source}",
             file=sys.stderr,
         )
+    if not _policy_readable(out) and "learner" in ckpt:
+        run = Run(cfg)
+        try:
+            run.restore(ckpt)
+            _save_policy(run)
+        finally:
+            run.close()
+        print(
+            f"ficomm train: {out / policy_file.NAME} rebuilt from the final checkpoint",
+            file=sys.stderr,
+        )
     text = metrics_csv_text(list(ckpt["history"]), cfg.backend)
     path = out / "metrics.csv"
     try:
@@ -659,16 +674,8 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                 if not lane.settled(t0):
                     drop(lane, 1)
                     continue
-                row = _evaluate_row(run, lane.last_eval)
-                lane.last_eval = (row["env_steps"], row["wall_time"])
-                c.history.append(row)
-                c.evals_done += 1
-                c.loss_sum, c.loss_count = 0.0, 0
-                lane.loss_sum.zero_()
-                write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
+                _record_evaluation(lane, final=False)
                 lane.save(with_buffer=True)
-                lane.tracker.log(row)
-                lane.progress.report(row)
             if not active:
                 break
             pack = [lane.run for lane in active]
@@ -714,19 +721,44 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
 
 
 def _finish(lane: _Lane, t0: float, codes: dict, drop_from: list | None) -> None:
-    """A run that reached its budget: its last checkpoint keeps networks and history, not
-    the replay buffer."""
+    """A run that reached its budget: it evaluates its final policy (unless its last
+    evaluation was at this very step), keeps it in policy.pt, and its last checkpoint keeps
+    networks and history, not the replay buffer."""
     run, c = lane.run, lane.run.c
     if drop_from is not None:
         drop_from.remove(lane)
     if not lane.settled(t0):
         codes[lane.index] = 1
         return
+    if not c.history or c.history[-1]["env_steps"] != c.env_steps:
+        _record_evaluation(lane, final=True)
     run.finished = True
+    _save_policy(run)
     lane.save(with_buffer=False)
     write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
     codes[lane.index] = 0
     lane.progress.close()
+
+
+def _save_policy(run: Run) -> None:
+    """policy.pt: the networks now and how to replay the last evaluation (their final one)."""
+    c = run.c
+    meta = {
+        "env_steps": c.env_steps,
+        "eval_index": c.evals_done - 1,
+        "eval_seed": eval_seed(run.cfg.seed, c.evals_done - 1),
+        "eval_episodes": run.cfg.eval_episodes,
+        "kernel": run.kernel,
+    }
+    policy_file.save(run.out, run.learner.nets, run.cfg, meta)
+
+
+def _policy_readable(out: Path) -> bool:
+    try:
+        torch.load(out / policy_file.NAME, map_location="cpu", weights_only=True)
+    except Exception:  # missing or damaged: either way it is rebuilt
+        return False
+    return True
 
 
 def _lanes_env(env: Any, pack: list[Run]) -> Any:
@@ -746,28 +778,48 @@ def _lanes_env(env: Any, pack: list[Run]) -> Any:
     return SingleEnvs(keep)
 
 
-def _evaluate_row(run: Run, last_eval: tuple[int, float] | None) -> dict[str, Any]:
+def _record_evaluation(lane: _Lane, final: bool) -> None:
+    """Evaluate the run now and append the row to its history, metrics.csv and W&B."""
+    run, c = lane.run, lane.run.c
+    row = _evaluate_row(run, lane.last_eval, final)
+    lane.last_eval = (row["env_steps"], row["wall_time"])
+    c.history.append(row)
+    c.evals_done += 1
+    c.loss_sum, c.loss_count = 0.0, 0
+    lane.loss_sum.zero_()
+    write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
+    lane.tracker.log(row)
+    lane.progress.report(row)
+
+
+def _evaluate_row(
+    run: Run, last_eval: tuple[int, float] | None, final: bool = False
+) -> dict[str, Any]:
     cfg, c = run.cfg, run.c
-    res = evaluate(run.eval_env, run.policy, cfg.eval_episodes, eval_seed(cfg.seed, c.evals_done))
+    seed = eval_seed(cfg.seed, c.evals_done)
+    columns, _ = greedy_evaluation(
+        run.eval_env,
+        run.policy,
+        run.learner.nets,
+        cfg.eval_episodes,
+        seed,
+        has_win=run.info.has_win,
+        listen=cfg.listens_at(c.evals_done, final),
+        sight=env_spec(cfg.env).sight,
+    )
     rate = None
     if last_eval is not None and c.wall_time > last_eval[1]:
         rate = (c.env_steps - last_eval[0]) / (c.wall_time - last_eval[1])
-    row = {
+    return {
         "env_steps": c.env_steps,
         "episodes": c.episodes,
         "grad_steps": run.learner.grad_steps,
-        "eval_return_mean": float(res["return"].mean()),
-        "eval_return_std": float(res["return"].std()),
-        "eval_win_rate": float(res["won"].mean()) if run.info.has_win else None,
-        "eval_length_mean": float(res["length"].mean()),
+        **columns,
         "train_loss": c.loss_sum / c.loss_count if c.loss_count else None,
         "epsilon": run.eps.value,
         "wall_time": c.wall_time,
         "env_steps_per_sec": rate,
     }
-    if "captures" in res:
-        row["eval_captures_mean"] = float(res["captures"].mean())
-    return row
 
 
 USAGE = """usage: ficomm train [CONFIG.yaml] [key=value ...]

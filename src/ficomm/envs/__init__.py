@@ -55,6 +55,10 @@ class EnvSpec:
     # the step cost for the whole episode), and the half-width of the "avoid" band around it.
     avoid_return: float | None = None
     basin_tol: float | None = None
+    # Observation columns obs[start:stop] (a slice: stop may be negative) whose any-nonzero
+    # says the agent sees what matters (PredatorPrey: a prey in its view); the signalling
+    # test's "sight" (ficomm.listening).
+    sight: tuple[int, int] | None = None
 
     @property
     def family_name(self) -> str:
@@ -115,6 +119,7 @@ def _predator_prey(
         team_size=n_agents,
         avoid_return=n_agents * _PP_MAX_STEPS * _PP_STEP_COST,
         basin_tol=n_agents * _PP_TOL_PER_AGENT,
+        sight=(2, -1),  # obs: (row, col), the view's prey cells, time
     )
 
 
