@@ -1,7 +1,9 @@
-"""Bootstrap CIs, IQM, the seeds-to-decide rule and the PredatorPrey basins."""
+"""Bootstrap CIs (exact and Monte-Carlo), IQM, the seeds-to-decide rule, comparisons with a
+tolerance and the PredatorPrey basins."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,12 +13,15 @@ from scipy import stats as sps
 from ficomm.analysis import stats
 
 
-def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
-    x = np.random.default_rng(1).normal(5.0, 2.0, size=8)
+def test_bootstrap_ci_is_exact_for_few_seeds_and_seeded_beyond():
+    x = np.random.default_rng(1).normal(5.0, 2.0, size=8)  # 6,435 multisets: enumerated
     a = stats.bootstrap_ci(x, n_boot=2000, seed=3)
-    assert a == stats.bootstrap_ci(x, n_boot=2000, seed=3)
-    assert a != stats.bootstrap_ci(x, n_boot=2000, seed=4)
+    assert a == stats.bootstrap_ci(x, n_boot=50, seed=4)  # no seed, no resample count
     assert a[0] < x.mean() < a[1]
+    y = np.random.default_rng(1).normal(5.0, 2.0, size=12)  # 1.35 million: Monte-Carlo
+    b = stats.bootstrap_ci(y, n_boot=2000, seed=3)
+    assert b == stats.bootstrap_ci(y, n_boot=2000, seed=3)
+    assert b != stats.bootstrap_ci(y, n_boot=2000, seed=4)
 
 
 def test_bootstrap_ci_matches_normal_theory_for_many_seeds():
@@ -26,18 +31,35 @@ def test_bootstrap_ci_matches_normal_theory_for_many_seeds():
     assert (hi - lo) / 2 == pytest.approx(half, rel=0.1)
 
 
-def test_bootstrap_ci_few_seeds():
+def test_no_ci_from_fewer_than_three_seeds():
     assert all(math.isnan(v) for v in stats.bootstrap_ci([1.0]))
-    lo, hi = stats.bootstrap_ci([1.0, 3.0], n_boot=1000)  # the smoke case: 2 seeds
-    assert 1.0 <= lo < hi <= 3.0
+    assert all(math.isnan(v) for v in stats.bootstrap_ci([1.0, 3.0]))  # the smoke case
+    res = stats.bootstrap_contrast({"A": [1.0, 2.0], "B": [0.0, 1.0, 2.0]}, {"A": 1, "B": -1})
+    assert res["effect"] == 0.5 and math.isnan(res["ci_low"]) and res["method"] is None
+    assert math.isnan(stats.bootstrap_poi([1.0, 2.0], [0.0, 1.0, 2.0])[1])
+    assert math.isnan(stats.stratified_bootstrap_iqm([1.0, 2.0])[1])
+    lo, hi = stats.bootstrap_ci_columns(np.array([[1.0, 1.0], [2.0, 2.0], [3.0, np.nan]]))
+    assert lo[0] <= 2.0 <= hi[0] and math.isnan(lo[1])
 
 
 def test_column_bootstrap_handles_missing_seeds():
     m = np.array([[1.0, 2.0, np.nan], [3.0, 2.0, 5.0], [5.0, 2.0, np.nan]])
     lo, hi = stats.bootstrap_ci_columns(m, n_boot=2000, seed=0)
-    assert lo[0] < 3.0 < hi[0]
+    # Three seeds: the all-one-seed resamples carry 1/27 > 2.5% each, so the exact CI is the
+    # seeds' range.
+    assert (lo[0], hi[0]) == (1.0, 5.0)
     assert lo[1] == hi[1] == 2.0  # no spread, no width
     assert math.isnan(lo[2]) and math.isnan(hi[2])  # one seed: no CI
+
+
+def test_column_bootstrap_iqm_is_the_contrast_bootstrap_per_column():
+    m = np.random.default_rng(2).normal(size=(5, 4))
+    m[4, 3] = np.nan
+    for est in ("mean", "iqm"):
+        lo, hi = stats.bootstrap_ci_columns(m, estimator=est)
+        for j in range(4):
+            res = stats.bootstrap_contrast({"x": m[:, j]}, {"x": 1.0}, estimator=est)
+            assert (lo[j], hi[j]) == (res["ci_low"], res["ci_high"])
 
 
 def test_contrast_effect_and_ci():
@@ -76,6 +98,10 @@ def test_iqm_is_the_25_percent_trimmed_mean():
         (1.0, "capture"),
         (-2.5, "capture"),
         (-7.0, "penalised"),
+        (-2.999999999999998, "avoid"),  # the band's top edge, up to float rounding
+        (-5.000000000000002, "avoid"),
+        (-2.9995, "capture"),
+        (-5.0005, "penalised"),
     ],
 )
 def test_basins(value, basin):
@@ -115,28 +141,106 @@ def test_probability_of_improvement_is_mann_whitney_u_over_nm():
         assert stats.probability_of_improvement(x, y) == pytest.approx(u / (x.size * y.size))
 
 
-def test_bootstrap_poi_is_seeded_and_brackets():
+def test_bootstrap_poi_is_exact_and_brackets():
     x, y = [1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 0.0]
     p, lo, hi = stats.bootstrap_poi(x, y, n_boot=3000, seed=1)
     assert p == 0.75 and lo < 0.75 < hi and 0.0 <= lo and hi <= 1.0
-    assert (p, lo, hi) == stats.bootstrap_poi(x, y, n_boot=3000, seed=1)
-    assert stats.bootstrap_poi([5.0, 6.0], [1.0, 2.0], n_boot=500) == (1.0, 1.0, 1.0)
+    assert (p, lo, hi) == stats.bootstrap_poi(x, y, n_boot=10, seed=2)  # enumerated: no seed
+    # Every pair of ordered resamples (4^4 x 3^3, equally likely), by brute force.
+    xs, ys = np.array(x), np.array(y)
+    boot = [
+        stats.probability_of_improvement(xs[list(i)], ys[list(j)])
+        for i in itertools.product(range(4), repeat=4)
+        for j in itertools.product(range(3), repeat=3)
+    ]
+    assert (lo, hi) == pytest.approx(_exact_bounds(boot), abs=1e-12)
+    assert stats.bootstrap_poi([5.0, 6.0, 7.0], [1.0, 2.0, 3.0]) == (1.0, 1.0, 1.0)
     assert math.isnan(stats.bootstrap_poi([1.0], [0.0, 2.0])[1])
 
 
+def test_probability_of_improvement_ties_within_a_tolerance():
+    x, y = [-2.999999999999998, 0.0], [-3.0, -3.0]
+    assert stats.probability_of_improvement(x, y) == 1.0  # rliable: a float sum's last bit wins
+    assert stats.probability_of_improvement(x, y, tol=stats.COMPARISON_TOL) == 0.75
+
+
 def test_stratified_bootstrap_resamples_within_each_task():
-    scores = np.array([[0.0, 100.0], [1.0, 101.0]])
+    scores = np.array([[0.0, 100.0], [1.0, 101.0], [1.0, 101.0]])
     point, lo, hi = stats.stratified_bootstrap_iqm(scores, n_boot=2000, seed=0)
-    # Pooled IQM of 4 = mean of the middle two = (largest of task 0 + smallest of task 1) / 2:
-    # resampling within tasks keeps it in [50, 51]; pooled resampling would reach 0.5 or 100.5.
-    assert point == 50.5 and 50.0 <= lo <= point <= hi <= 51.0
-    assert (lo, hi) == (50.0, 51.0)
+    # Pooled IQM of 6 = mean of the middle four (one cut per end): the two larger values of
+    # task 0 and the two smaller of task 1. Resampling within tasks keeps it in [50, 51];
+    # pooled resampling would reach 0.5 or 100.5.
+    assert point == 50.75 and 50.0 <= lo <= point <= hi <= 51.0
+    assert (point, lo, hi) == stats.stratified_bootstrap_iqm(scores, seed=1)  # exact
+    # By brute force over every ordered resample of each task (27 x 27).
+    boot = [
+        stats.iqm(np.concatenate([scores[list(i), 0], scores[list(j), 1]]))
+        for i in itertools.product(range(3), repeat=3)
+        for j in itertools.product(range(3), repeat=3)
+    ]
+    assert (lo, hi) == pytest.approx(_exact_bounds(boot), abs=1e-12)
 
 
-def test_two_seed_percentile_ci_is_hand_computable():
-    # Resampling [0, 1] twice: mean 0 (p 1/4), 0.5 (1/2), 1 (1/4): 2.5% and 97.5% are 0 and 1.
-    res = stats.bootstrap_contrast({"A": [0.0, 1.0]}, {"A": 1.0}, estimator="iqm", n_boot=4000)
-    assert (res["ci_low"], res["ci_high"]) == (0.0, 1.0)
+def _exact_bounds(samples) -> tuple[float, float]:
+    """The exact bounds of equally likely resamples: the 2.5% quantile from below, and the
+    97.5% from above."""
+    s = np.sort(np.asarray(samples, dtype=float))
+    k = math.ceil(0.025 * s.size - 1e-9)  # P(T <= s[k-1]) >= 2.5%
+    return float(s[k - 1]), float(s[s.size - k])
+
+
+def test_exact_bootstrap_by_hand_and_by_brute_force():
+    # [0, 0, 0, 1], mean of a resample = K / 4, K ~ Binomial(4, 1/4): P(K = 4) = 1/256 < 2.5%
+    # <= P(K >= 3) = 13/256, and P(K = 0) = 81/256: the exact CI is [0, 0.75].
+    res = stats.bootstrap_contrast({"A": [0.0, 0.0, 0.0, 1.0]}, {"A": 1.0})
+    assert (res["ci_low"], res["ci_high"]) == (0.0, 0.75)
+    assert res["method"] == "exact" and res["resamples"] == 35 and res["mc_error_low"] == 0.0
+    # A contrast of two arms: every ordered resample of each (3^3 x 4^4, equally likely).
+    a, b = np.array([1.0, 4.0, 2.5]), np.array([0.0, 3.0, 1.0, 9.0])
+    for est in ("mean", "iqm"):
+        res = stats.bootstrap_contrast({"a": a, "b": b}, {"a": 1.0, "b": -1.0}, estimator=est)
+        f = stats.iqm if est == "iqm" else np.mean
+        boot = [
+            f(a[list(i)]) - f(b[list(j)])
+            for i in itertools.product(range(3), repeat=3)
+            for j in itertools.product(range(4), repeat=4)
+        ]
+        assert (res["ci_low"], res["ci_high"]) == pytest.approx(_exact_bounds(boot), abs=1e-12)
+
+
+def test_exact_contrast_in_two_halves_equals_one_enumeration(monkeypatch):
+    rng = np.random.default_rng(4)
+    arms = {k: rng.normal(size=3) for k in "abcd"}
+    w = {"a": 1.0, "b": -1.0, "c": -1.0, "d": 1.0}
+    whole = stats.bootstrap_contrast(arms, w, estimator="iqm")  # 10^4 combinations at once
+    monkeypatch.setattr(stats, "EXACT_LIMIT", 100)  # two halves of 10 x 10
+    halves = stats.bootstrap_contrast(arms, w, estimator="iqm")
+    assert halves["method"] == whole["method"] == "exact" and halves["resamples"] == 10**4
+    assert (halves["ci_low"], halves["ci_high"]) == pytest.approx(
+        (whole["ci_low"], whole["ci_high"]), abs=1e-12
+    )
+
+
+def test_monte_carlo_bounds_and_their_error(monkeypatch):
+    rng = np.random.default_rng(5)
+    arms = {k: rng.normal(size=5) for k in "ab"}
+    w = {"a": 1.0, "b": -1.0}
+    exact = stats.bootstrap_contrast(arms, w, estimator="iqm")
+    monkeypatch.setattr(stats, "EXACT_LIMIT", 50)  # 126 multisets per arm: Monte-Carlo
+    covered = 0
+    for seed in range(20):
+        mc = stats.bootstrap_contrast(arms, w, estimator="iqm", n_boot=4000, seed=seed)
+        assert mc["method"] == "monte-carlo" and mc["resamples"] == 4000
+        assert 0 < mc["mc_error_low"] < 0.5
+        covered += abs(mc["ci_low"] - exact["ci_low"]) <= mc["mc_error_low"]
+        covered += abs(mc["ci_high"] - exact["ci_high"]) <= mc["mc_error_high"]
+    assert covered >= 34  # a 95% error interval, 40 bounds
+    # A boundary near a bound buys more resamples; far from both, none.
+    near = exact["ci_low"] + 0.01
+    more = stats.bootstrap_contrast(arms, w, estimator="iqm", n_boot=4000, boundaries=[near])
+    assert 4000 < more["resamples"] <= stats.MAX_BOOT_FACTOR * 4000
+    far = stats.bootstrap_contrast(arms, w, estimator="iqm", n_boot=4000, boundaries=[1e6])
+    assert far["resamples"] == 4000
 
 
 def test_iqm_contrast_effect_and_arms():
@@ -174,6 +278,17 @@ def test_steps_to_threshold_first_crossing_and_censoring():
     # Strictly above: reaching the threshold exactly does not count.
     assert stats.steps_to_threshold(steps, [-4, -3, -3, -3], -3.0, censor_at=40) == (40.0, False)
     assert stats.steps_to_threshold(steps, [-4.0] * 4, -3.0, censor_at=40) == (40.0, False)
+
+
+def test_a_rounding_error_does_not_cross_the_threshold():
+    # -2.999999999999998 is -3.0 summed in floating point (one capture in 20 episodes).
+    steps = [0, 10, 20]
+    at = stats.steps_to_threshold(steps, [-4.0, -2.999999999999998, -3.0], -3.0, censor_at=30)
+    assert at == (30.0, False)
+    # The smallest real step above it (a 0.01 reward in one of 20 episodes) crosses.
+    at = stats.steps_to_threshold(steps, [-4.0, -2.9995, -3.0], -3.0, censor_at=30)
+    assert at == (10.0, True)
+    assert stats.COMPARISON_TOL == 1e-6 * stats.REWARD_UNIT == pytest.approx(1e-8)
 
 
 @pytest.mark.parametrize(
