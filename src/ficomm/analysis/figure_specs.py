@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ficomm.analysis.aggregate import ATTENTION_METHODS, DEFAULT_HIDDEN, METHODS, method_slug
+from ficomm.analysis.aggregate import (
+    ATTENTION_METHODS,
+    DEFAULT_HIDDEN,
+    METHODS,
+    env_title,
+    method_slug,
+)
 from ficomm.envs import ENV_NAMES, env_spec
 
 # Figures against team size (beyond the paper): what each plots.
@@ -50,10 +56,22 @@ def figure_specs(df: pd.DataFrame) -> list[dict]:
                 )
             )
         for method in [m for m in METHODS if m in set(sel["method"])]:
+            if sel.loc[sel["method"] == method, "hidden"].nunique() < 2:
+                continue  # a sweep of one hidden size shows no sweep
             stem = PAPER_FIGURE_NAMES.get((env, method), f"hidden_{env}_{method_slug(method)}")
             specs.append(
                 dict(
                     name=f"{stem}_{backend}", kind="hidden", env=env, backend=backend, method=method
+                )
+            )
+        if comm_gain_shares(sel):
+            specs.append(
+                dict(
+                    name=f"comm_gain_hidden_{env}_{backend}",
+                    kind="comm_gain",
+                    env=env,
+                    backend=backend,
+                    shares=comm_gain_shares(sel),
                 )
             )
         specs.append(
@@ -75,6 +93,23 @@ def figure_specs(df: pd.DataFrame) -> list[dict]:
     return specs
 
 
+# Claim 5: COMM's gain against H, per parameter sharing (the COMM and the no-COMM method).
+COMM_PAIRS = {"PS": ("PS+IQL+COMM", "PS+IQL"), "NPS": ("NPS+IQL+COMM", "NPS+IQL")}
+
+
+def comm_gain_shares(sel: pd.DataFrame) -> list[str]:
+    """The sharings ("PS", "NPS") of one (env, backend) whose COMM and no-COMM methods both
+    have runs at two or more hidden sizes: claim 5's figure needs a gain at two sizes."""
+    shares = []
+    for share, (comm, plain) in COMM_PAIRS.items():
+        both = set(sel.loc[sel["method"] == comm, "hidden"]) & set(
+            sel.loc[sel["method"] == plain, "hidden"]
+        )
+        if len(both) > 1:
+            shares.append(share)
+    return shares
+
+
 def scale_groups(df: pd.DataFrame) -> list[tuple[str, str, list[tuple[int, str]]]]:
     """(family, backend, [(team size, env), ...] smallest first) for every env family (registry
     entries differing in team size) with H 64 runs at two or more team sizes in one backend."""
@@ -94,3 +129,41 @@ def scale_groups(df: pd.DataFrame) -> list[tuple[str, str, list[tuple[int, str]]
 def env_backends(df: pd.DataFrame) -> list[tuple[str, str]]:
     """The (env, backend) pairs in the data: each gets its own figures."""
     return sorted({(e, b) for e, b in zip(df["env"], df["backend"], strict=True)})
+
+
+# ---------------------------------------------------------------- the Snakemake report
+
+# What each kind of figure shows: its subcategory in the Snakemake report.
+KIND_TITLES = {
+    "methods": "learning curves: the four methods at H 64",
+    "channels": "learning curves: message channels at H 64",
+    "hidden": "learning curves: hidden-size sweeps",
+    "comm_gain": "claim 5: COMM's gain against hidden size",
+    "seeds": "final performance per seed",
+    "scale": "against team size",
+}
+
+
+def report_category(spec: dict) -> tuple[str, str]:
+    """(category, subcategory) of a figure in the Snakemake report: where it was measured
+    (environment and backend, never mixed), then what it shows."""
+    if spec["kind"] == "scale":
+        spec_env = env_spec(spec["env"])
+        family = spec_env.title.split(" ")[0]  # "PredatorPrey 7x7" -> "PredatorPrey"
+        where = f"{family} team sizes ({spec_env.backends[spec['backend']].title} backend)"
+    else:
+        where = env_title(spec["env"], spec["backend"])
+    return f"Figures: {where}", KIND_TITLES[spec["kind"]]
+
+
+def report_label(spec: dict) -> str:
+    """A figure's label in its report subcategory (its method, statistic or contents)."""
+    if spec["kind"] == "hidden":
+        return spec["method"]
+    if spec["kind"] == "scale":
+        return {"final": "final return", "auc": "AUC", "cost": "training cost"}[spec["statistic"]]
+    if spec["kind"] == "comm_gain":
+        return "COMM minus no COMM, " + " and ".join(spec["shares"])
+    return {"methods": "four methods", "channels": "six methods", "seeds": "every run"}[
+        spec["kind"]
+    ]
