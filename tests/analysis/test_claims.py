@@ -1,17 +1,20 @@
 """The replication report: verdicts follow the data, few seeds stay inconclusive, the
-seeds-to-decide rule, missing arms, learning speed decided by the AUC, censored threshold
-steps counted, runs left out by name, and the written report."""
+seeds-to-decide rule and its direction, missing arms, learning speed decided by the AUC, censored
+threshold steps counted, runs left out by name, the written report, verdicts that do not depend
+on the bootstrap's seed, and borderline Monte-Carlo bounds."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from synthetic_runs import make_runs, write_run_dir
 
-from ficomm.analysis.aggregate import aggregate_runs
+from ficomm.analysis import stats
+from ficomm.analysis.aggregate import aggregate_runs, load_runs
 from ficomm.analysis.claims import (
     STATISTICS,
     THRESHOLDS,
@@ -95,14 +98,28 @@ def test_claims_contradicted_when_the_data_disagree(tmp_path):
     assert v[3] == "supported"  # COMM helps NPS less than PS here: the interaction holds
 
 
-def test_two_seeds_are_inconclusive_with_a_ci(tmp_path):
+def test_two_seeds_are_too_few_and_give_no_ci(tmp_path):
     report = _report(tmp_path, paper_world, seeds=(0, 1))
     for claim in report["claims"]:
-        assert claim["verdict"] == "inconclusive"
-        assert claim["seeds_to_decide"] >= 3
+        assert claim["verdict"] in ("too few seeds", "untested")
         for r in claim["contrasts"]:
-            assert math.isfinite(r["ci_low"]) and r["ci_low"] <= r["ci_high"]
-            assert "fewer than 3 seeds" in r["note"]
+            for s in r["statistics"].values():
+                if s["verdict"] == "untested":
+                    continue
+                assert s["verdict"] == "too few seeds" and s["ci_low"] is None
+                assert s["seeds_to_decide"] == 3 and s["decides_toward"] is None
+                assert "too few seeds" in s["note"] and "has 2 (a verdict needs 3" in s["note"]
+    assert report["claims"][0]["verdict"] == "too few seeds"
+    assert "| 1 | **too few seeds** |" in render_markdown(report)
+
+
+def test_more_seeds_asked_than_run_keeps_the_ci_but_gives_no_verdict(tmp_path):
+    make_runs(tmp_path, level=paper_world, seeds=(0, 1, 2), envs=["predator_prey"], hiddens=[64])
+    report = replication_report(aggregate_runs([tmp_path]), min_seeds=4)
+    (r,) = [r for r in report["claims"][0]["contrasts"] if r["primary"]]
+    assert r["verdict"] == "too few seeds" and r["ci_method"] == "exact"
+    assert r["ci_low"] > 0  # three seeds: a CI, but not enough for a verdict here
+    assert "NPS+IQL+COMM H64 has 3, NPS+IQL H64 has 3 (a verdict needs 4" in r["note"]
 
 
 def test_seeds_to_decide_follows_the_documented_rule(tmp_path):
@@ -120,6 +137,10 @@ def test_seeds_to_decide_follows_the_documented_rule(tmp_path):
         n_now = min(a["n"] for a in r["arms"].values())
         rule = math.ceil((Z95 * sigma / abs(r["effect"])) ** 2)
         assert r["seeds_to_decide"] == max(rule, n_now + 1, 3)
+        # Seeds to decide in the direction the effect points, and that direction named.
+        toward = "supported" if r["effect"] > 0 else "contradicted"
+        assert r["decides_toward"] == toward
+        assert ("points against the claim" in r["note"]) == (toward == "contradicted")
 
 
 def test_missing_arms_are_untested(tmp_path):
@@ -132,7 +153,7 @@ def test_missing_arms_are_untested(tmp_path):
     assert any(
         "no runs for" in r["note"] and "PS+IQL H32" in r["note"] for r in claim4["contrasts"]
     )
-    assert combine([]) == ("untested", None)
+    assert combine([])["verdict"] == "untested"
 
 
 def test_win_rate_floor_makes_claim_4_inconclusive(tmp_path):
@@ -226,10 +247,15 @@ def test_faster_learning_with_equal_final_is_supported_by_the_auc(tmp_path):
     assert steps["ci_high"] < 0 and steps["poi"] == 1.0  # every COMM seed captures sooner
     assert all(a["reached"] == 6 for a in steps["arms"].values())
     assert claim1["verdict"] == "supported" and claim1["deciding_statistic"] == "auc"
+    decided = {"verdict": "supported", "seeds_to_decide": None, "decides_toward": None}
     assert claim1["verdicts_by_statistic"] == {
-        "auc": {"verdict": "supported", "seeds_to_decide": None},
-        "final": {"verdict": "inconclusive", "seeds_to_decide": final["seeds_to_decide"]},
-        "threshold_steps": {"verdict": "supported", "seeds_to_decide": None},
+        "auc": decided,
+        "final": {
+            "verdict": "inconclusive",
+            "seeds_to_decide": final["seeds_to_decide"],
+            "decides_toward": final["decides_toward"],
+        },
+        "threshold_steps": decided,
     }
     md = render_markdown(report)
     assert "| 1 | **supported** | inconclusive | supported |" in md
@@ -447,3 +473,132 @@ def test_attention_claim_compares_the_channels_under_nps_and_ps(tmp_path):
     for r in primary.values():
         assert r["statistics"]["final"]["effect"] == pytest.approx(3.0, abs=0.6)
     assert "## Claim 7 (beyond the paper): supported" in render_markdown(both)
+
+
+# ---------------------------------------------------------------- seed-free verdicts
+
+SHIPPED = ("replication", "beyond/attention", "beyond/scale")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _decisions(report) -> list:
+    """Every verdict, CI and seeds-to-decide of a report, claims and contrasts."""
+    out = []
+    for c in report["claims"] + report["beyond_paper"]:
+        out.append((c["id"], c["verdict"], c["seeds_to_decide"], c["decides_toward"]))
+        for r in c["contrasts"]:
+            for stat, s in r["statistics"].items():
+                keys = ("verdict", "ci_low", "ci_high", "poi_ci_low", "poi_ci_high")
+                out.append((r["label"], r["backend"], stat, *(s[k] for k in keys)))
+    return out
+
+
+@pytest.mark.parametrize("study", SHIPPED)
+def test_shipped_verdicts_do_not_depend_on_the_bootstrap_seed(study):
+    df = load_runs(ROOT / study / "all_runs.csv")
+    first = replication_report(df, seed=0)
+    for s in first["claims"] + first["beyond_paper"]:
+        for r in s["contrasts"]:
+            for stat in r["statistics"].values():
+                assert stat["ci_method"] in ("exact", None)  # arms of 3 to 5 seeds: enumerated
+    want = json.dumps(_decisions(first))
+    for seed in range(1, 20):
+        assert json.dumps(_decisions(replication_report(df, seed=seed))) == want, seed
+
+
+def test_a_rounding_error_does_not_reach_the_threshold(tmp_path):
+    """-2.999999999999998 is -3.0 (one capture in 20 episodes) summed in floating point: it
+    stays at the threshold and in the avoid basin; the smallest real step above crosses."""
+    levels = {("nps", True): -2.999999999999998, ("nps", False): -2.9995}
+
+    def level(env, share, comm, hidden, seed):
+        return levels.get((share, comm), 10.0)
+
+    make_runs(tmp_path, level=level, envs=["predator_prey"], hiddens=[64], noise=0.0)
+    per_run = run_statistics(verdict_grid(aggregate_runs([tmp_path])))
+    nps = per_run[per_run["method"].str.startswith("NPS")].set_index("method")
+    assert not nps.loc["NPS+IQL+COMM", "reached"].any()
+    assert set(nps.loc["NPS+IQL+COMM", "basin"]) == {"avoid"}
+    assert nps.loc["NPS+IQL", "reached"].all() and set(nps.loc["NPS+IQL", "basin"]) == {"capture"}
+
+
+def _against_world(env, share, comm, hidden, seed):
+    """PredatorPrey only: COMM's gain grows with H (against claim 5), amid seed noise."""
+    noise = 3.0 * math.sin(7 * seed + hidden + (share == "ps"))
+    return (10.0 if share == "ps" else 5.0) + (2.0 + hidden / 32 if comm else 0.0) + noise
+
+
+def test_direction_and_outlook_are_stated(tmp_path):
+    report = _report(tmp_path, _against_world, envs=["predator_prey"])
+    claims = {c["id"]: c for c in report["claims"]}
+    c5 = claims[5]
+    assert c5["verdict"] == "inconclusive" and c5["decides_toward"] == "contradicted"
+    primary = [r for r in c5["contrasts"] if r["primary"]]
+    against = [r for r in primary if r["decides_toward"] == "contradicted"]
+    assert against and all(r["effect"] < 0 for r in against)
+    assert all("points against the claim" in r["note"] for r in against)
+    assert c5["seeds_to_decide"] == min(r["seeds_to_decide"] for r in against)
+    assert not c5["can_become_supported"] and "against the claim: it becomes" in c5["outlook"]
+    # Claim 2 without 3s_vs_5z runs: it says which contrasts are untested and that it cannot
+    # become supported while they are.
+    c2 = claims[2]
+    assert c2["untested_contrasts"] == [
+        "3s_vs_5z H64: PS+IQL - NPS+IQL",
+        "3s_vs_5z H64: PS+IQL+COMM - NPS+IQL+COMM",
+    ]
+    assert not c2["can_become_supported"]
+    assert c2["outlook"].startswith("It cannot become supported while 3s_vs_5z H64")
+    md = render_markdown(report)
+    assert f"| {c5['seeds_to_decide']} against the claim | - | no |" in md
+    assert "| 2 | **" in md and f"Outlook: {c2['outlook']}" in md
+
+
+def _fake_monte_carlo(monkeypatch, **bounds):
+    """Make every contrast's CI a Monte-Carlo one with the given bounds and errors."""
+    real = stats.bootstrap_contrast
+
+    def fake(*args, **kwargs):
+        res = real(*args, **kwargs)
+        return {**res, "method": "monte-carlo", "resamples": 320_000, **bounds}
+
+    monkeypatch.setattr(stats, "bootstrap_contrast", fake)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "verdict"),
+    [
+        # 3 Monte-Carlo errors of 0.005 reach past 0: the seed could decide either way.
+        (
+            {"ci_low": 0.01, "ci_high": 5.0, "mc_error_low": 0.005, "mc_error_high": 0.1},
+            "borderline",
+        ),
+        (
+            {"ci_low": 0.02, "ci_high": 5.0, "mc_error_low": 0.005, "mc_error_high": 0.1},
+            "supported",
+        ),
+        (
+            {"ci_low": -5.0, "ci_high": -0.01, "mc_error_low": 0.1, "mc_error_high": 0.005},
+            "borderline",
+        ),
+        (
+            {"ci_low": -5.0, "ci_high": -0.02, "mc_error_low": 0.1, "mc_error_high": 0.005},
+            "contradicted",
+        ),
+        # Exact bounds: one within float rounding of 0 sits on it, and decides nothing.
+        (
+            {"ci_low": 1e-12, "ci_high": 5.0, "mc_error_low": 0.0, "mc_error_high": 0.0},
+            "inconclusive",
+        ),
+    ],
+)
+def test_a_bound_within_its_monte_carlo_error_is_borderline(tmp_path, monkeypatch, bounds, verdict):
+    _fake_monte_carlo(monkeypatch, **bounds)
+    report = _report(tmp_path, paper_world, seeds=(0, 1, 2), envs=["predator_prey"], hiddens=[64])
+    claim1 = report["claims"][0]
+    (r,) = [r for r in claim1["contrasts"] if r["primary"]]
+    assert r["verdict"] == verdict and claim1["verdict"] == verdict
+    if verdict == "borderline":
+        side = "supported" if bounds["ci_low"] > 0 else "contradicted"
+        assert r["borderline_between"] == side
+        assert f"{side} or inconclusive depending on the bootstrap's seed" in r["note"]
+        assert "Monte-Carlo +-0.1 (320,000 resamples)" in render_markdown(report)

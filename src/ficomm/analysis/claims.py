@@ -1,5 +1,5 @@
 """The replication report: each claim of the paper (docs/analysis.md) tested on the aggregated
-results, on the learning curves as well as on final performance, with effect sizes, seeded
+results, on the learning curves as well as on final performance, with effect sizes,
 stratified-bootstrap CIs and verdicts.
 
 Every claim is operationalised as one or more contrasts between configurations (arms: method
@@ -17,10 +17,12 @@ threshold_steps:
     never gets there is kept, censored at budget + one evaluation interval.
 
 For each, the effect is sum_a w_a * IQM_a over the arms (IQM: the interquartile mean over the
-arm's seeds, rliable's definition), its 95% percentile CI comes from a stratified bootstrap
-(seeds resampled with replacement within each arm independently), two-arm contrasts add the
-probability of improvement P(A better than B) with its CI (reported, never deciding), and the
-verdict is:
+arm's seeds, rliable's definition), its 95% CI comes from a stratified bootstrap (seeds
+resampled with replacement within each arm independently), exact wherever the resamples can be
+enumerated (every multiset of an arm's seeds weighted by its multinomial probability, and the
+contrast's product distribution: always for arms of 3 to 5 seeds; `stats`), so that it depends
+on no seed; otherwise Monte-Carlo with each bound's error estimated. Two-arm contrasts add the probability of improvement
+P(A better than B) with its CI (reported, never deciding). The verdict is:
 
 superiority (A should be better):
     supported if the CI excludes 0 on the better side (auc, final: CI low > 0; threshold_steps:
@@ -29,16 +31,27 @@ equivalence (|effect| should be below a stated margin; threshold_steps: 10% of t
     supported if the CI lies inside (-margin, margin); contradicted if it lies entirely
     outside; else inconclusive (also when both arms' IQM is below the contrast's floor, or no
     run reached the threshold: then equal values say nothing).
-An arm with fewer than `min_seeds` seeds makes a contrast inconclusive whatever its CI (a
-bootstrap over 2 seeds is far too narrow); an arm without runs makes it untested.
-Inconclusive contrasts report `seeds_to_decide`: the seeds per arm at which the CI half-width,
-extrapolated from the observed per-arm SDs, falls below the observed distance from the
-decision boundary (`stats.seeds_to_decide`; at least one more than now and `min_seeds`; an
-approximation for the IQM, whose spread over seeds is close to the mean's at these sizes).
-A claim's verdict combines its primary contrasts' auc verdicts: contradicted if any is,
-supported if all are, untested if all are, else inconclusive (seeds to decide = the largest
-among them). The same combination of the final and threshold_steps verdicts is reported
-beside it. Secondary contrasts (other hidden sizes, the other env) are reported, not counted.
+A bound within the comparison tolerance of a boundary is on it (returns: 1e-6 of the reward
+unit 0.01; env steps: 0.5), so it excludes nothing. A Monte-Carlo bound within 3 of its
+Monte-Carlo errors of a boundary makes the contrast borderline (the bootstrap's seed could
+decide it), never supported or contradicted. An arm with fewer than `min_seeds` seeds (at least
+3) gives the verdict "too few seeds" with the counts, and no CI below 3 seeds; an arm without
+runs makes the contrast untested.
+An inconclusive contrast says which way its effect points (`decides_toward`: supported, or
+contradicted, "against the claim") and reports `seeds_to_decide` in that direction only: the
+seeds per arm at which the CI half-width, extrapolated from the observed per-arm SDs, falls
+below the observed distance from the decision boundary (`stats.seeds_to_decide`; at least one
+more than now and `min_seeds`; an approximation for the IQM, whose spread over seeds is close
+to the mean's at these sizes).
+A claim's verdict combines its primary contrasts' auc verdicts: untested if all are;
+contradicted if any is; supported if all are; borderline if a borderline contrast could
+contradict it, or could support it while all others are supported; too few seeds if some have
+too few and none is inconclusive; else inconclusive. Its seeds to decide: against the claim
+(the fewest of the contrasts pointing against it) if any does, else for it (the most among the
+undecided). Each claim names its untested primary contrasts and says whether it can still
+become supported: not while any is untested, contradicted or points against it. The same
+combination of the final and threshold_steps verdicts is reported beside it. Secondary
+contrasts (other hidden sizes, the other env) are reported, not counted.
 
 Why the AUC decides: with the paper's penalty (-0.75) most PredatorPrey runs settle in the
 prey-avoidance basin (team return -4.0), so final returns tie at -4 across methods while the
@@ -490,10 +503,14 @@ def evaluate_contrast(
         "statistics": statistics,
     }
     decided = statistics[DECIDING_STATISTIC]
-    for k in ("arms", "effect", "ci_low", "ci_high", "verdict", "seeds_to_decide", "note"):
+    for k in ("arms", "effect", "ci_low", "ci_high", "ci_method", "mc_error_low"):
+        out[k] = decided[k]
+    for k in ("mc_error_high", "verdict", "seeds_to_decide", "decides_toward", "note"):
         out[k] = decided[k]
     for k in ("poi", "poi_ci_low", "poi_ci_high"):
         out[k] = decided[k]
+    if "borderline_between" in decided:
+        out["borderline_between"] = decided["borderline_between"]
     return out
 
 
@@ -506,13 +523,45 @@ def _untested(note: str, min_seeds: int) -> dict:
         "effect": None,
         "ci_low": None,
         "ci_high": None,
+        "ci_method": None,
+        "resamples": None,
+        "mc_error_low": None,
+        "mc_error_high": None,
         "poi": None,
         "poi_ci_low": None,
         "poi_ci_high": None,
         "verdict": "untested",
         "seeds_to_decide": min_seeds,
+        "decides_toward": None,
         "note": note,
     }
+
+
+def _tolerance(stat: str) -> float:
+    """How close to a boundary a CI bound counts as on it: env steps are whole numbers; returns
+    and win rates resolve to stats.COMPARISON_TOL."""
+    return 0.5 if stat == "threshold_steps" else stats.COMPARISON_TOL
+
+
+def _above(bound: float, boundary: float, err: float, tol: float) -> bool | None:
+    """Is the CI bound above the boundary? None where it lies within stats.CLEAR_FACTOR
+    Monte-Carlo errors of it (far enough that no bootstrap seed would plausibly put it on the
+    other side); a bound within `tol` of the boundary is on it (not above)."""
+    err = stats.CLEAR_FACTOR * err
+    d = bound - boundary
+    if d > err + tol:
+        return True
+    if err > 0 and d >= -err - tol:
+        return None
+    return False
+
+
+def _all(xs: list[bool | None]) -> bool | None:
+    return False if False in xs else None if None in xs else True
+
+
+def _any(xs: list[bool | None]) -> bool | None:
+    return True if True in xs else None if None in xs else False
 
 
 def _evaluate_statistic(
@@ -538,7 +587,16 @@ def _evaluate_statistic(
         metric = next(iter(runs.values()))["metric"].iloc[0]
         out["note"] = f"no threshold defined for {metric} on {c.env}"
         return out
-    res = stats.bootstrap_contrast(values, c.weights, estimator="iqm", n_boot=n_boot, seed=seed)
+    equivalence = c.kind == "equivalence"
+    boundaries = (-margin, margin) if equivalence and margin is not None else (0.0,)
+    res = stats.bootstrap_contrast(
+        values,
+        c.weights,
+        estimator="iqm",
+        n_boot=n_boot,
+        seed=seed,
+        boundaries=[b for b in boundaries if math.isfinite(b)],
+    )
     for name, a in res["arms"].items():
         a["config"] = c.arm_label(name)
         if stat == "threshold_steps":
@@ -548,29 +606,54 @@ def _evaluate_statistic(
             basins = runs[name]["basin"].tolist()
             a["basins"] = {b: basins.count(b) for b in stats.BASINS}
     lo, hi, d = res["ci_low"], res["ci_high"], res["effect"]
-    out.update(arms=res["arms"], effect=d, ci_low=lo, ci_high=hi)
+    out.update(arms=res["arms"], effect=d, ci_low=lo, ci_high=hi, ci_method=res["method"])
+    out.update(
+        resamples=res["resamples"],
+        mc_error_low=res["mc_error_low"],
+        mc_error_high=res["mc_error_high"],
+    )
     if set(c.weights.values()) == {1.0, -1.0} and len(c.weights) == 2:
         (a_name, _), (b_name, _) = sorted(c.weights.items(), key=lambda kv: -kv[1])
         sign = -1.0 if lower else 1.0
         poi, plo, phi = stats.bootstrap_poi(
-            sign * values[a_name], sign * values[b_name], n_boot=n_boot, seed=seed
+            sign * values[a_name],
+            sign * values[b_name],
+            n_boot=n_boot,
+            seed=seed,
+            tol=_tolerance(stat),
         )
         out.update(poi=poi, poi_ci_low=plo, poi_ci_high=phi)
-    n_min = min(a["n"] for a in res["arms"].values())
 
-    if c.kind == "superiority":
-        good, bad = (hi < 0, lo > 0) if lower else (lo > 0, hi < 0)
-        decided = "supported" if good else "contradicted" if bad else None
+    needs = max(min_seeds, stats.MIN_SEEDS)
+    few = {a["config"]: a["n"] for a in res["arms"].values() if a["n"] < needs}
+    if few:
+        counts = ", ".join(f"{k} has {n}" for k, n in few.items())
+        out.update(verdict="too few seeds", seeds_to_decide=needs)
+        out["note"] = f"too few seeds: {counts} (a verdict needs {needs} per arm)"
+        if min(few.values()) < stats.MIN_SEEDS:
+            out.update(ci_low=None, ci_high=None, ci_method=None)
+        return out
+
+    tol = _tolerance(stat)
+    err_lo, err_hi = res["mc_error_low"], res["mc_error_high"]
+    if not equivalence:
+        # In the claim's favour: the effect's sign, turned for statistics where lower is better.
+        s = -1.0 if lower else 1.0
+        good_bound, good_err = (-hi, err_hi) if lower else (lo, err_lo)
+        bad_bound, bad_err = (-lo, err_lo) if lower else (hi, err_hi)
+        supported = _above(good_bound, 0.0, good_err, tol)
+        contradicted = _above(-bad_bound, 0.0, bad_err, tol)
+        favour = s * d
         distance = abs(d)
     else:
         if margin is None or not math.isfinite(margin):
             out["note"] = f"no margin known for backend {backend!r}"
             out["verdict"] = "inconclusive"
             return out
-        inside = -margin < lo and hi < margin
-        outside = lo > margin or hi < -margin
-        decided = "supported" if inside else "contradicted" if outside else None
-        distance = abs(margin - abs(d))
+        supported = _all([_above(lo, -margin, err_lo, tol), _above(margin, hi, err_hi, tol)])
+        contradicted = _any([_above(lo, margin, err_lo, tol), _above(-margin, hi, err_hi, tol)])
+        favour = margin - abs(d)
+        distance = abs(favour)
         uninformative = None
         if stat == "threshold_steps":
             if not any(runs[n]["reached"].astype(bool).any() for n in runs):
@@ -584,43 +667,125 @@ def _evaluate_statistic(
             out["verdict"] = "inconclusive"
             out["note"] = uninformative + "; more seeds would not decide it"
             return out
-    if n_min < min_seeds:
-        out["verdict"] = "inconclusive"
-        out["note"] = f"fewer than {min_seeds} seeds in an arm (min {n_min}); no verdict"
-        needed = stats.seeds_to_decide(res["arms"], distance)
-        out["seeds_to_decide"] = max(min_seeds, needed or 0)
-        if needed is None:
-            out["note"] += "; too few seeds to extrapolate, so this is a lower bound"
+    if supported:
+        out["verdict"] = "supported"
         return out
-    if decided is not None:
-        out["verdict"] = decided
+    if contradicted:
+        out["verdict"] = "contradicted"
         return out
     out["verdict"] = "inconclusive"
-    needed = stats.seeds_to_decide(res["arms"], distance)
-    if needed is None:
+    if supported is None or contradicted is None:
+        side = "supported" if supported is None else "contradicted"
+        out.update(verdict="borderline", borderline_between=side)
+        out["note"] = (
+            f"borderline: a CI bound lies within {stats.CLEAR_FACTOR:g} Monte-Carlo errors "
+            f"(low +-{err_lo:.2g}, high +-{err_hi:.2g}; {res['resamples']:,} resamples) of "
+            f"the decision boundary: {side} or inconclusive depending on the bootstrap's seed"
+        )
+    n_min = min(a["n"] for a in res["arms"].values())
+    if abs(favour) <= tol:
         out["note"] = "the observed effect sits on the decision boundary; no seed count decides it"
         if stat == "threshold_steps" and not any(
             runs[n]["reached"].astype(bool).any() for n in runs
         ):
             out["note"] = "no run reached the threshold (all censored at budget + interval)"
-    else:
+        return out
+    out["decides_toward"] = "supported" if favour > 0 else "contradicted"
+    needed = stats.seeds_to_decide(res["arms"], distance)
+    if needed is not None:
         out["seeds_to_decide"] = max(needed, n_min + 1, min_seeds)
+    if favour < 0:
+        what = "differs by more than the margin" if equivalence else "points against the claim"
+        note = f"the observed effect {what}"
+        out["note"] = f"{out['note']}; {note}" if out["note"] else note
     return out
 
 
-def combine(primary: list[dict]) -> tuple[str, int | None]:
-    """A claim's verdict and seeds-to-decide from its primary contrasts (or their entries for
-    one statistic)."""
+def _toward(p: dict) -> str | None:
+    return p.get("decides_toward")
+
+
+def combine(primary: list[dict]) -> dict:
+    """A claim's verdict from its primary contrasts (or their entries for one statistic), with
+    the seeds per arm to decide it in the direction the data point and that direction
+    (`decides_toward`: "supported" or "contradicted").
+
+    untested if all are; contradicted if any is; supported if all are; borderline if a
+    borderline contrast could contradict it, or could support it and all others are
+    supported; too few seeds if some have too few and none is inconclusive or borderline; else
+    inconclusive. The seeds to decide: where an undecided
+    contrast points against the claim, the fewest that would contradict one of them (one
+    contradicted contrast contradicts the claim); otherwise the most that every undecided
+    contrast needs to be supported.
+    """
     verdicts = [p["verdict"] for p in primary]
+    out = {"verdict": "inconclusive", "seeds_to_decide": None, "decides_toward": None}
     if not verdicts or all(v == "untested" for v in verdicts):
-        return "untested", None
+        return {**out, "verdict": "untested"}
     if "contradicted" in verdicts:
-        return "contradicted", None
+        return {**out, "verdict": "contradicted"}
     if all(v == "supported" for v in verdicts):
-        return "supported", None
+        return {**out, "verdict": "supported"}
+    borderline = [p.get("borderline_between") for p in primary if p["verdict"] == "borderline"]
+    if "contradicted" in borderline or (
+        borderline and set(verdicts) <= {"supported", "borderline"}
+    ):
+        out["verdict"] = "borderline"
+    elif "too few seeds" in verdicts and "inconclusive" not in verdicts and not borderline:
+        out["verdict"] = "too few seeds"
+    against = [
+        p["seeds_to_decide"]
+        for p in primary
+        if _toward(p) == "contradicted" and p["seeds_to_decide"] is not None
+    ]
+    if against:
+        return {**out, "seeds_to_decide": min(against), "decides_toward": "contradicted"}
     needed = [p["seeds_to_decide"] for p in primary if p["verdict"] != "supported"]
     needed = [n for n in needed if n is not None]
-    return "inconclusive", max(needed) if needed else None
+    if needed:
+        out.update(seeds_to_decide=max(needed), decides_toward="supported")
+    return out
+
+
+def claim_outlook(primary: list[dict], verdict: str) -> tuple[list[str], bool, str]:
+    """(the untested primary contrasts, whether more seeds of the runs there are could still
+    make the claim supported, a sentence saying why)."""
+    name = [
+        p["label"] + ("" if p["backend"] == "(none)" else f" ({p['backend']})") for p in primary
+    ]
+    untested = [n for n, p in zip(name, primary, strict=True) if p["verdict"] == "untested"]
+    if verdict == "supported":
+        return untested, True, "Supported by every primary contrast."
+    bad = [n for n, p in zip(name, primary, strict=True) if p["verdict"] == "contradicted"]
+    against = [n for n, p in zip(name, primary, strict=True) if _toward(p) == "contradicted"]
+    few = [n for n, p in zip(name, primary, strict=True) if p["verdict"] == "too few seeds"]
+    parts = []
+    if untested:
+        parts.append(
+            "It cannot become supported while "
+            + "; ".join(untested)
+            + (" is" if len(untested) == 1 else " are")
+            + " untested (no runs)."
+        )
+    if bad:
+        parts.append("It is contradicted by " + "; ".join(bad) + ".")
+    if against:
+        one = len(against) == 1
+        parts.append(
+            "; ".join(against)
+            + (" points" if one else " point")
+            + " against the claim: it becomes supported only if "
+            + ("that effect reverses." if one else "those effects reverse.")
+        )
+    if few:
+        parts.append("; ".join(few) + (" needs" if len(few) == 1 else " need"))
+        parts[-1] += " more seeds before any verdict."
+    can = not untested and not bad and not against
+    if can and not parts:
+        parts.append("More seeds could still make it supported: every effect points its way.")
+    elif can:
+        parts.append("With more seeds it could still become supported.")
+    return untested, can, " ".join(parts)
 
 
 def runs_left_out(df: pd.DataFrame) -> list[dict]:
@@ -724,9 +889,9 @@ def replication_report(
         primary = [r for r in c["contrasts"] if r["primary"]]
         if any(r["verdict"] == "untested" for r in primary) and c["verdict"] != "untested":
             # A claim about team sizes says nothing until every team size has run.
-            c.update(verdict="untested", seeds_to_decide=None)
+            c.update(verdict="untested", seeds_to_decide=None, decides_toward=None)
             for v in c["verdicts_by_statistic"].values():
-                v.update(verdict="untested", seeds_to_decide=None)
+                v.update(verdict="untested", seeds_to_decide=None, decides_toward=None)
         beyond.append({**c, "beyond_paper": True})
     metrics = {env: primary_metric(env)[0] for env in sorted(backends)}
     return {
@@ -766,11 +931,25 @@ def replication_report(
                 "reported, not deciding"
             ),
             "ci": (
-                f"95% percentile CI from a stratified bootstrap: seeds resampled with "
-                f"replacement within each arm independently, {n_boot} resamples, seed {seed}"
+                "95% CI from a stratified bootstrap (seeds resampled with replacement within "
+                "each arm independently), exact where the resamples can be enumerated (every "
+                f"multiset of an arm's seeds, at most {stats.EXACT_LIMIT:,} per arm and per half "
+                "of a contrast's product distribution, weighted by its multinomial "
+                "probability; the bounds are the distribution's 2.5% and 97.5% quantiles and "
+                f"depend on no seed), else Monte-Carlo: {n_boot} resamples from seed {seed}, "
+                f"doubled up to {stats.MAX_BOOT_FACTOR}x while a bound lies within "
+                f"{stats.CLEAR_FACTOR:g} Monte-Carlo errors (95% binomial interval of the "
+                "sample quantile) of a decision boundary; no CI below "
+                f"{stats.MIN_SEEDS} seeds in an arm"
+            ),
+            "comparison_tolerance": (
+                f"returns within {stats.COMPARISON_TOL:g} of a level are at it (1e-6 of the "
+                f"reward unit {stats.REWARD_UNIT:g}; float sums of rewards are off by ~1e-15): "
+                "thresholds, basins, ties in P(A better than B) and CI bounds against a "
+                "boundary; env steps within 0.5"
             ),
             "deciding_statistic": DECIDING_STATISTIC,
-            "min_seeds": min_seeds,
+            "min_seeds": max(min_seeds, stats.MIN_SEEDS),
             "verdict_rules": __doc__.split("\n\n", 1)[1].strip(),
         },
         "data": _data_summary(df, main_grid(df)),
@@ -800,17 +979,20 @@ def _evaluate_claim(
                 )
             )
     primary = [r for r in results if r["primary"]]
-    by_stat = {}
-    for stat in STATISTICS:
-        v, n = combine([r["statistics"][stat] for r in primary])
-        by_stat[stat] = {"verdict": v, "seeds_to_decide": n}
+    by_stat = {stat: combine([r["statistics"][stat] for r in primary]) for stat in STATISTICS}
+    decided = by_stat[DECIDING_STATISTIC]
+    untested, can, outlook = claim_outlook(primary, decided["verdict"])
     ref = ref_claims.get(claim.id, {})
     return {
         "id": claim.id,
         "text": claim.text,
         "operationalisation": claim.operationalisation,
-        "verdict": by_stat[DECIDING_STATISTIC]["verdict"],
-        "seeds_to_decide": by_stat[DECIDING_STATISTIC]["seeds_to_decide"],
+        "verdict": decided["verdict"],
+        "seeds_to_decide": decided["seeds_to_decide"],
+        "decides_toward": decided["decides_toward"],
+        "untested_contrasts": untested,
+        "can_become_supported": can,
+        "outlook": outlook,
         "deciding_statistic": DECIDING_STATISTIC,
         "verdicts_by_statistic": by_stat,
         "reference": ref,
@@ -863,17 +1045,38 @@ def verdict_table(report: dict) -> list[str]:
     """The verdict of every claim as Markdown table lines (the report and the W&B Report)."""
     lines = [
         "| claim | verdict (decided by the AUC) | final performance | steps to threshold | "
-        "seeds per arm to decide |",
-        "|---|---|---|---|---|",
+        "seeds per arm to decide (direction observed) | untested contrasts | "
+        "can become supported |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in report["claims"]:
         by = c.get("verdicts_by_statistic") or {}
         other = [by.get(s, {}).get("verdict", "-") for s in ("final", "threshold_steps")]
+        untested = c.get("untested_contrasts") or []
         lines.append(
             f"| {c['id']} | **{c['verdict']}** | {other[0]} | {other[1]} | "
-            f"{_fmt(c['seeds_to_decide'])} |"
+            f"{fmt_seeds_to_decide(c['seeds_to_decide'], c.get('decides_toward'))} | "
+            f"{len(untested) or '-'} | {_can_become_supported(c)} |"
         )
     return lines
+
+
+def fmt_seeds_to_decide(n: int | None, toward: str | None) -> str:
+    """Seeds per arm to decide, with the direction the observed effect points."""
+    if n is None:
+        return "-"
+    return f"{n} {_DIRECTION.get(toward, '')}".strip()
+
+
+_DIRECTION = {"supported": "for the claim", "contradicted": "against the claim"}
+
+
+def _can_become_supported(c: dict) -> str:
+    if c["verdict"] == "supported":
+        return "(supported)"
+    if "can_become_supported" not in c:
+        return "-"
+    return "yes" if c["can_become_supported"] else "no"
 
 
 def configuration_table(report: dict) -> list[str]:
@@ -952,6 +1155,7 @@ def render_markdown(report: dict) -> str:
         f"- Estimator: {d['estimator']}. Probability of improvement: "
         f"{d['probability_of_improvement']}.",
         f"- CI: {d['ci']}. Minimum seeds per arm for a verdict: {d['min_seeds']}.",
+        f"- Comparisons: {d['comparison_tolerance']}.",
         f"- Deciding statistic: `{d['deciding_statistic']}` (every claim; the others are "
         "reported beside it).",
         "",
@@ -1020,8 +1224,12 @@ def _claim_lines(c: dict) -> list[str]:
         "",
         paper,
         "",
+    ]
+    if c.get("outlook"):
+        lines += [f"Outlook: {c['outlook']}", ""]
+    lines += [
         "| contrast | backend | primary | statistic | arms (n seeds: IQM) | effect (IQM) | "
-        "95% CI | P(A better) [95% CI] | verdict | seeds to decide | note |",
+        "95% CI | P(A better) [95% CI] | verdict | seeds per arm to decide | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in c["contrasts"]:
@@ -1034,6 +1242,11 @@ def _claim_lines(c: dict) -> list[str]:
             if stat == r.get("deciding_statistic"):
                 title = f"**{title}** (decides)"
             ci = "" if s["ci_low"] is None else f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]"
+            if s.get("ci_method") == "exact":
+                ci += " exact"
+            elif s.get("ci_method") == "monte-carlo":
+                err = max(s["mc_error_low"], s["mc_error_high"])
+                ci += f" Monte-Carlo +-{err:.2g} ({s['resamples']:,} resamples)"
             poi = (
                 ""
                 if s.get("poi") is None
@@ -1042,7 +1255,9 @@ def _claim_lines(c: dict) -> list[str]:
             lines.append(
                 f"| {r['label']} | {r['backend']} | {'yes' if r['primary'] else 'no'} | "
                 f"{title} | {_fmt_arms(s['arms'], fmt)} | {fmt(s['effect'])} | {ci} | {poi} | "
-                f"{s['verdict']} | {_fmt(s['seeds_to_decide'])} | {s['note']} |"
+                f"{s['verdict']} | "
+                f"{fmt_seeds_to_decide(s['seeds_to_decide'], s.get('decides_toward'))} | "
+                f"{s['note']} |"
             )
     return lines
 
