@@ -2,7 +2,14 @@
 
 All of it is `ficomm analysis` (src/ficomm/analysis); these rules only wire files together.
 They are cheap and may need network (W&B), so they run where Snakemake runs, never as jobs.
+
+Figures, tables and the replication report are marked for `snakemake --report report.html`:
+each figure's caption is the .rst that `ficomm analysis figures` writes beside it from its spec
+(`figures.figure_caption`), the tables' and the report's are in workflow/report/.
 """
+
+
+report: "../report/workflow.rst"
 
 
 localrules:
@@ -33,7 +40,12 @@ rule report:
         table=f"{RESULTS}/all_runs.csv",
         reference=REFERENCE,
     output:
-        md=f"{FIGURES}/replication.md",
+        md=report(
+            f"{FIGURES}/replication.md",
+            caption="../report/replication.rst",
+            category="Verdicts",
+            labels={"file": "replication report"},
+        ),
         json=f"{FIGURES}/replication.json",
     log:
         f"{LOG_DIR}/report.log",
@@ -53,6 +65,8 @@ rule paper_figures:
         report=rules.report.output,
     output:
         figure_files(),
+        **table_files("final_performance"),
+        **table_files("param_counts"),
     log:
         f"{LOG_DIR}/paper_figures.log",
     conda:

@@ -423,14 +423,17 @@ def pack_resources(pack):
     )
 
 
-TABLES = ("final_performance", "param_counts")
+# Snakemake's report() under another name: snakefmt reads a line starting with `report` as the
+# directive.
+report_file = report
 
 
 def figure_files():
-    """Every file `ficomm analysis figures` writes for the grid (asked from the analysis code)."""
+    """Every file `ficomm analysis figures` writes for the grid (asked from the analysis code,
+    `figure_specs`), each PNG marked for the report with its caption, category and label."""
     import pandas as pd
     from ficomm.analysis.aggregate import method_label
-    from ficomm.analysis.figure_specs import figure_specs
+    from ficomm.analysis.figure_specs import figure_specs, report_category, report_label
 
     grid = pd.DataFrame(
         [
@@ -447,10 +450,38 @@ def figure_files():
             for p in grid_points()
         ]
     )
-    stems = [spec["name"] for spec in figure_specs(grid)]
-    files = [f"{FIGURES}/{stem}.{ext}" for stem in stems for ext in ("pdf", "png", "csv")]
-    files += [f"{FIGURES}/{table}.{ext}" for table in TABLES for ext in ("csv", "md", "tex")]
+    files = []
+    for spec in figure_specs(grid):
+        stem = f"{FIGURES}/{spec['name']}"
+        category, subcategory = report_category(spec)
+        # The caption is an output of the same job: an absolute path, as Snakemake reads
+        # captions relative to this file, and FIGURES is relative to the working directory.
+        files.append(
+            report_file(
+                f"{stem}.png",
+                caption=os.path.abspath(f"{stem}.rst"),
+                category=category,
+                subcategory=subcategory,
+                labels={"figure": report_label(spec)},
+            )
+        )
+        files += [f"{stem}.{ext}" for ext in ("pdf", "csv", "rst")]
     return files + [f"{FIGURES}/figures.json"]
+
+
+def table_files(name):
+    """A table's CSV (marked for the report, its caption workflow/report/<name>.rst) and its
+    Markdown and LaTeX versions, as named outputs."""
+    return {
+        name: report_file(
+            f"{FIGURES}/{name}.csv",
+            caption=f"../report/{name}.rst",
+            category="Tables",
+            labels={"table": name.replace("_", " ")},
+        ),
+        f"{name}_md": f"{FIGURES}/{name}.md",
+        f"{name}_tex": f"{FIGURES}/{name}.tex",
+    }
 
 
 def publish_args(wildcards):

@@ -755,7 +755,7 @@ def figure_caption(
             "hidden": f"{spec.get('method')} at every hidden size H of the grid",
         }[kind]
         text = (
-            f"Learning curves on {where}: {shows}. y: {label} ({col}) at each evaluation; x: "
+            f"Learning curves on {where}: {shows}. y: {label}, column {col}, at each evaluation; x: "
             f"environment steps. Thick line: IQM (interquartile mean) over seeds, the replication "
             f"report's estimator (with fewer than 4 seeds nothing is trimmed: the mean); band: its {ci}; thin lines: each seed's own curve. The right "
             f"panel (where runs are long enough) zooms on the first {ZOOM_STEPS:,} env steps. "
