@@ -55,7 +55,7 @@ from ficomm.analysis.aggregate import (  # noqa: E402
     main_grid,
     primary_metric,
 )
-from ficomm.analysis.claims import DEFAULT_MIN_SEEDS, run_statistics, threshold_for  # noqa: E402
+from ficomm.analysis.claims import run_statistics, threshold_for  # noqa: E402
 from ficomm.analysis.figure_specs import COMM_PAIRS, figure_specs  # noqa: E402
 from ficomm.envs import env_spec  # noqa: E402
 
@@ -91,7 +91,7 @@ REFERENCE_COLOR = "#555555"
 
 # Below this many seeds a configuration's curve has no band (the report's own minimum for a
 # verdict: a bootstrap over 2 seeds is their range, not a CI); its seeds' curves stand instead.
-MIN_BAND_SEEDS = DEFAULT_MIN_SEEDS
+MIN_BAND_SEEDS = stats.MIN_SEEDS
 # The zoom panel: the first 200k env steps, where the NPS methods differ on PredatorPrey. Drawn
 # where the last evaluation lies beyond 1.5 x this (else the whole run fits the first panel).
 ZOOM_STEPS = 200_000
@@ -123,14 +123,13 @@ def curve_data(
             continue
         wide = runs.pivot_table(index="seed", columns="eval_step", values=col, aggfunc="mean")
         matrix = wide.to_numpy(dtype=float)
-        rows = []
-        for j in range(matrix.shape[1]):
-            x = matrix[:, j][~np.isnan(matrix[:, j])]
-            if x.size >= MIN_BAND_SEEDS:
-                point, lo, hi = stats.stratified_bootstrap_iqm(x, n_boot=n_boot, seed=seed)
-            else:
-                point, lo, hi = stats.iqm(x), math.nan, math.nan
-            rows.append((point, lo, hi, x.size))
+        # The report's CI of the IQM (exact where the resamples can be enumerated); NaN bounds
+        # below MIN_BAND_SEEDS seeds.
+        lo, hi = stats.bootstrap_ci_columns(matrix, n_boot=n_boot, seed=seed, estimator="iqm")
+        rows = [
+            (stats.iqm(matrix[:, j]), lo[j], hi[j], int((~np.isnan(matrix[:, j])).sum()))
+            for j in range(matrix.shape[1])
+        ]
         part = pd.DataFrame(rows, columns=["iqm", "ci_low", "ci_high", "n_seeds"])
         part.insert(0, "eval_step", wide.columns.to_numpy())
         part.insert(0, "hidden", hidden)
@@ -740,8 +739,9 @@ def figure_caption(
     where = env_title(env, backend)
     col, label = primary_metric(env)
     ci = (
-        f"95% percentile CI from a stratified bootstrap over seeds ({n_boot} resamples, seed "
-        f"{seed}), drawn only for {MIN_BAND_SEEDS} or more seeds"
+        "95% percentile CI from a stratified bootstrap over seeds (exact: every resample "
+        f"enumerated where they can be, else {n_boot} resamples with seed {seed}), drawn only "
+        f"for {MIN_BAND_SEEDS} or more seeds"
     )
     levels = "; ".join(
         f"{'dashed' if style == '--' else 'dotted'}: {text}"
@@ -819,8 +819,9 @@ def write_figures(
     manifest = {
         "final_performance": f"mean of each run's last {last_k} evaluations of the primary metric",
         "curves": "IQM over seeds at each nominal evaluation step (env_steps floored to the "
-        "evaluation interval); band = 95% percentile stratified-bootstrap CI of the IQM over seeds, "
-        f"{n_boot} resamples, seed {seed}, only with at least {MIN_BAND_SEEDS} seeds; thin lines: "
+        "evaluation interval); band = 95% percentile stratified-bootstrap CI of the IQM over seeds "
+        f"(exact where every resample can be enumerated, else {n_boot} resamples, seed {seed}), "
+        f"only with at least {MIN_BAND_SEEDS} seeds; thin lines: "
         "each seed",
         "excluded_variant_runs": int(df.loc[df["variant"] != "", "run_dir"].nunique()),
         "figures": [],
