@@ -109,8 +109,11 @@ def test_two_seeds_are_too_few_and_give_no_ci(tmp_path):
                 assert s["verdict"] == "too few seeds" and s["ci_low"] is None
                 assert s["seeds_to_decide"] == 3 and s["decides_toward"] is None
                 assert "too few seeds" in s["note"] and "has 2 (a verdict needs 3" in s["note"]
-    assert report["claims"][0]["verdict"] == "too few seeds"
-    assert "| 1 | **too few seeds** |" in render_markdown(report)
+    claim1 = report["claims"][0]
+    assert claim1["verdict"] == "too few seeds" and claim1["decides_toward"] is None
+    assert "| 1 | **too few seeds** | too few seeds | too few seeds | 3 | - | yes |" in (
+        render_markdown(report)
+    )
 
 
 def test_more_seeds_asked_than_run_keeps_the_ci_but_gives_no_verdict(tmp_path):

@@ -743,7 +743,9 @@ def combine(primary: list[dict]) -> dict:
     needed = [p["seeds_to_decide"] for p in primary if p["verdict"] != "supported"]
     needed = [n for n in needed if n is not None]
     if needed:
-        out.update(seeds_to_decide=max(needed), decides_toward="supported")
+        # Untested contrasts and those with too few seeds point nowhere yet.
+        toward = "supported" if any(_toward(p) == "supported" for p in primary) else None
+        out.update(seeds_to_decide=max(needed), decides_toward=toward)
     return out
 
 
@@ -775,7 +777,14 @@ def claim_outlook(primary: list[dict], verdict: str) -> tuple[list[str], bool, s
             "; ".join(against)
             + (" points" if one else " point")
             + " against the claim: it becomes supported only if "
-            + ("that effect reverses." if one else "those effects reverse.")
+            + ("that effect reverses" if one else "those effects reverse")
+        )
+        seeds = [p["seeds_to_decide"] for p in primary if _toward(p) == "contradicted"]
+        seeds = [n for n in seeds if n is not None]
+        parts[-1] += (
+            f"; as observed, about {min(seeds)} seeds per arm would contradict it."
+            if seeds
+            else "."
         )
     if few:
         parts.append("; ".join(few) + (" needs" if len(few) == 1 else " need"))
@@ -1317,7 +1326,7 @@ def _compare_values(entries: list, final: pd.DataFrame, n_boot: int, seed: int) 
             lo, hi = stats.bootstrap_ci(x, n_boot=n_boot, seed=seed) if x.size else (None, None)
             value = e.get("value", "unknown")
             known = isinstance(value, int | float) and not isinstance(value, bool)
-            inside = bool(lo <= value <= hi) if known and x.size > 1 else None
+            inside = bool(lo <= value <= hi) if known and x.size >= stats.MIN_SEEDS else None
             out.append(
                 {
                     **{k: e.get(k) for k in ("env", "method", "hidden")},
