@@ -543,19 +543,6 @@ def _tolerance(stat: str) -> float:
     return 0.5 if stat == "threshold_steps" else stats.COMPARISON_TOL
 
 
-def _above(bound: float, boundary: float, err: float, tol: float) -> bool | None:
-    """Is the CI bound above the boundary? None where it lies within stats.CLEAR_FACTOR
-    Monte-Carlo errors of it (far enough that no bootstrap seed would plausibly put it on the
-    other side); a bound within `tol` of the boundary is on it (not above)."""
-    err = stats.CLEAR_FACTOR * err
-    d = bound - boundary
-    if d > err + tol:
-        return True
-    if err > 0 and d >= -err - tol:
-        return None
-    return False
-
-
 def _all(xs: list[bool | None]) -> bool | None:
     return False if False in xs else None if None in xs else True
 
@@ -641,8 +628,8 @@ def _evaluate_statistic(
         s = -1.0 if lower else 1.0
         good_bound, good_err = (-hi, err_hi) if lower else (lo, err_lo)
         bad_bound, bad_err = (-lo, err_lo) if lower else (hi, err_hi)
-        supported = _above(good_bound, 0.0, good_err, tol)
-        contradicted = _above(-bad_bound, 0.0, bad_err, tol)
+        supported = stats.above(good_bound, 0.0, good_err, tol)
+        contradicted = stats.above(-bad_bound, 0.0, bad_err, tol)
         favour = s * d
         distance = abs(d)
     else:
@@ -650,8 +637,8 @@ def _evaluate_statistic(
             out["note"] = f"no margin known for backend {backend!r}"
             out["verdict"] = "inconclusive"
             return out
-        supported = _all([_above(lo, -margin, err_lo, tol), _above(margin, hi, err_hi, tol)])
-        contradicted = _any([_above(lo, margin, err_lo, tol), _above(-margin, hi, err_hi, tol)])
+        supported = _all([stats.above(lo, -margin, err_lo, tol), stats.above(margin, hi, err_hi, tol)])
+        contradicted = _any([stats.above(lo, margin, err_lo, tol), stats.above(-margin, hi, err_hi, tol)])
         favour = margin - abs(d)
         distance = abs(favour)
         uninformative = None

@@ -227,6 +227,20 @@ def bootstrap_contrast(
     return out
 
 
+def above(bound: float, boundary: float, err: float, tol: float) -> bool | None:
+    """Is the CI bound above the boundary? None where it lies within CLEAR_FACTOR
+    Monte-Carlo errors of it (far enough that no bootstrap seed would plausibly put it on the
+    other side); a bound within `tol` of the boundary is on it (not above). The verdicts'
+    one comparison of a CI bound with a decision boundary."""
+    err = CLEAR_FACTOR * err
+    d = bound - boundary
+    if d > err + tol:
+        return True
+    if err > 0 and d >= -err - tol:
+        return None
+    return False
+
+
 def seeds_to_decide(arms: Mapping[str, Mapping[str, float]], distance: float) -> int | None:
     """Seeds per arm at which the 95% CI half-width, extrapolated from the observed per-arm SDs,
     drops below `distance` (how far the observed effect lies from the decision boundary).
