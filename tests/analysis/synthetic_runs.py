@@ -49,6 +49,17 @@ METHOD_INDEX = {("ps", False): 0, ("ps", True): 1, ("nps", False): 2, ("nps", Tr
 
 # level(env, share, comm, hidden, seed) -> the value the run's metric converges to.
 LevelFn = Callable[[str, str, bool, int, int], float]
+# listening(env, share, comm, hidden, seed) -> (action change, return change) under the swap
+# intervention at a comm run's last evaluation (ficomm.listening), or None for no columns.
+ListenFn = Callable[[str, str, bool, int, int], tuple[float, float] | None]
+
+
+def listens(env: str, share: str, comm: bool, hidden: int, seed: int):
+    """Comm runs act on their messages (about 30% of their actions change under the swap)
+    and pay for it (the swap costs about 2 team-return units on PredatorPrey)."""
+    if not comm or not is_predator_prey(env):
+        return None
+    return 0.3 + 0.01 * seed, -2.0 - 0.1 * seed
 
 
 def default_level(env: str, share: str, comm: bool, hidden: int, seed: int) -> float:
@@ -78,6 +89,7 @@ def write_run_dir(
     noise: float = 0.5,
     ramp: float = 0.5,
     extra_config: dict | None = None,
+    listening: tuple[float, float] | None = None,
 ) -> Path:
     """Write one finished-looking run directory whose metric rises linearly from its start
     (PredatorPrey -30, win rate 0) to `level` over the first `ramp` fraction of the budget and
@@ -168,6 +180,17 @@ def write_run_dir(
     if pp:
         metrics["eval_captures_mean"] = np.clip((values + 4) / 20, 0, 2)
         metrics["eval_length_mean"] = 100.0
+    if listening is not None:  # interventions at the final evaluation only
+        change, gain = listening
+        last = n_evals - 1
+        for kind in ("swap", "zero"):
+            metrics[f"intervene_{kind}_action_change"] = np.nan
+            metrics[f"intervene_{kind}_return_mean"] = np.nan
+            metrics.loc[last, f"intervene_{kind}_action_change"] = change
+            metrics.loc[last, f"intervene_{kind}_return_mean"] = (
+                metrics["eval_return_mean"][last] + gain
+            )
+        metrics["signal_action_mi"] = np.where(np.arange(n_evals) == last, 0.2, np.nan)
     metrics["backend"] = backend  # as `ficomm train` writes it
     metrics.to_csv(run_dir / "metrics.csv", index=False)
     return run_dir
@@ -181,11 +204,12 @@ def make_runs(
     seeds: Iterable[int] = (0, 1, 2),
     level: LevelFn = default_level,
     ramp: LevelFn | None = None,
+    listening: ListenFn = listens,
     **kwargs,
 ) -> list[Path]:
     """The grid env x {ps,nps} x {no comm, comm} x hidden x seed under results/runs layout;
     `ramp(env, share, comm, hidden, seed)` (default 0.5) is the budget fraction each run takes
-    to reach its level."""
+    to reach its level; `listening` gives comm runs their intervention columns."""
     dirs = []
     for env in envs:
         for share, comm in METHOD_INDEX:
@@ -206,6 +230,7 @@ def make_runs(
                             seed=seed,
                             level=lvl,
                             ramp=ramp(env, share, comm, hidden, seed) if ramp else 0.5,
+                            listening=listening(env, share, comm, hidden, seed),
                             **kwargs,
                         )
                     )

@@ -92,8 +92,15 @@ def test_claims_supported_when_the_data_say_so(tmp_path):
         assert claim["verdicts_by_statistic"]["final"]["verdict"] == "supported"
 
 
+def deaf(env, share, comm, hidden, seed):
+    """NPS agents ignore their messages; PS agents act on them (the positive control)."""
+    if not comm or env != "predator_prey":
+        return None
+    return (0.0, 0.0) if share == "nps" else (0.4, -5.0)
+
+
 def test_claims_contradicted_when_the_data_disagree(tmp_path):
-    v = _verdicts(_report(tmp_path, reversed_world))
+    v = _verdicts(_report(tmp_path, reversed_world, listening=deaf))
     assert v[1] == "contradicted" and v[4] == "contradicted"
     assert v[3] == "supported"  # COMM helps NPS less than PS here: the interaction holds
 
@@ -111,7 +118,8 @@ def test_two_seeds_are_too_few_and_give_no_ci(tmp_path):
                 assert "too few seeds" in s["note"] and "has 2 (a verdict needs 3" in s["note"]
     claim1 = report["claims"][0]
     assert claim1["verdict"] == "too few seeds" and claim1["decides_toward"] is None
-    assert "| 1 | **too few seeds** | too few seeds | too few seeds | 3 | - | yes |" in (
+    row = "| 1 | **too few seeds** | listening test | too few seeds | too few seeds | too few seeds"
+    assert row + " | - | - | yes |" in (
         render_markdown(report)
     )
 
@@ -249,7 +257,7 @@ def test_faster_learning_with_equal_final_is_supported_by_the_auc(tmp_path):
     assert steps["verdict"] == "supported" and steps["better"] == "lower"
     assert steps["ci_high"] < 0 and steps["poi"] == 1.0  # every COMM seed captures sooner
     assert all(a["reached"] == 6 for a in steps["arms"].values())
-    assert claim1["verdict"] == "supported" and claim1["deciding_statistic"] == "auc"
+    assert claim1["verdict"] == "supported" and claim1["deciding_statistic"] == "listening"
     decided = {"verdict": "supported", "seeds_to_decide": None, "decides_toward": None}
     assert claim1["verdicts_by_statistic"] == {
         "auc": decided,
@@ -261,7 +269,7 @@ def test_faster_learning_with_equal_final_is_supported_by_the_auc(tmp_path):
         "threshold_steps": decided,
     }
     md = render_markdown(report)
-    assert "| 1 | **supported** | inconclusive | supported |" in md
+    assert "| 1 | **supported** | listening test | supported | inconclusive | supported |" in md
     assert "**AUC (normalised area under the evaluation curve)** (decides)" in md
 
 
@@ -599,7 +607,8 @@ def test_a_bound_within_its_monte_carlo_error_is_borderline(tmp_path, monkeypatc
     report = _report(tmp_path, paper_world, seeds=(0, 1, 2), envs=["predator_prey"], hiddens=[64])
     claim1 = report["claims"][0]
     (r,) = [r for r in claim1["contrasts"] if r["primary"]]
-    assert r["verdict"] == verdict and claim1["verdict"] == verdict
+    # claim 1 is decided by its listening test; its AUC verdict combines the contrasts
+    assert r["verdict"] == verdict and claim1["verdicts_by_statistic"]["auc"]["verdict"] == verdict
     if verdict == "borderline":
         side = "supported" if bounds["ci_low"] > 0 else "contradicted"
         assert r["borderline_between"] == side

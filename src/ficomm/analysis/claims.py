@@ -53,6 +53,11 @@ become supported: not while any is untested, contradicted or points against it. 
 combination of the final and threshold_steps verdicts is reported beside it. Secondary
 contrasts (other hidden sizes, the other env) are reported, not counted.
 
+Claims about communication itself (claim 1, and the penalty study's claim 8) are decided by the
+listening test on the messages instead (`ficomm.analysis.listening`: does swapping the
+messages an agent gets change what it does, and does that cost return?); their AUC contrasts
+stay beside it, labelled as what they measure: how fast runs leave the penalised start.
+
 Why the AUC decides: with the paper's penalty (-0.75) most PredatorPrey runs settle in the
 prey-avoidance basin (team return -4.0), so final returns tie at -4 across methods while the
 methods differ in how fast they leave the penalised start and how many seeds escape the
@@ -74,7 +79,7 @@ import pandas as pd
 import yaml
 
 import ficomm
-from ficomm.analysis import stats
+from ficomm.analysis import listening, stats
 from ficomm.analysis.aggregate import (
     DEFAULT_HIDDEN,
     DEFAULT_LAST_K,
@@ -195,6 +200,9 @@ class Claim:
     text: str
     operationalisation: str
     contrasts: list[Contrast] = field(default_factory=list)
+    # (env, method, hidden, primary) arms of the listening test; where given, its primary
+    # arms decide the claim and the contrasts are reported beside it
+    listening: tuple[tuple[str, str, int, bool], ...] = ()
 
 
 def _diff(a: tuple[str, int], b: tuple[str, int]) -> tuple[dict, dict]:
@@ -205,6 +213,15 @@ def _interaction(a1, a0, b1, b0) -> tuple[dict, dict]:
     """(a1 - a0) - (b1 - b0)."""
     arms = {"a1": a1, "a0": a0, "b1": b1, "b0": b0}
     return arms, {"a1": 1.0, "a0": -1.0, "b1": -1.0, "b0": 1.0}
+
+
+def _listening_arms(env: str, hidden: tuple[int, ...]) -> tuple:
+    """NPS+IQL+COMM (primary at the default H) and PS+IQL+COMM (the positive control)."""
+    return tuple(
+        (env, m, h, m == "NPS+IQL+COMM" and h == DEFAULT_HIDDEN)
+        for m in ("NPS+IQL+COMM", "PS+IQL+COMM")
+        for h in hidden
+    )
 
 
 def claims_for() -> list[Claim]:
@@ -278,9 +295,15 @@ def claims_for() -> list[Claim]:
             1,
             "Fully independent agents can learn to communicate: NPS+IQL+COMM beats NPS+IQL "
             "where communication matters (PredatorPrey).",
-            f"PredatorPrey, H {DEFAULT_HIDDEN}: team return of NPS+IQL+COMM minus NPS+IQL > 0. "
-            "Other hidden sizes are secondary." + _DECIDED_BY,
+            f"Primary: the listening test of NPS+IQL+COMM at H {DEFAULT_HIDDEN} on PredatorPrey "
+            "(at each run's final evaluation, swapping every agent's incoming messages for "
+            "another episode's changes more than "
+            f"{listening.LISTEN_RATE:.0%} of its greedy actions and lowers the team return); "
+            "PS+IQL+COMM is the positive control and other hidden sizes are secondary. Beside "
+            f"it: team return of NPS+IQL+COMM minus NPS+IQL at H {DEFAULT_HIDDEN} (its AUC "
+            "measures how fast runs leave the penalised start, not whether anyone listens).",
             c1,
+            listening=_listening_arms(pp, HIDDEN_SIZES),
         ),
         Claim(
             2,
@@ -637,8 +660,12 @@ def _evaluate_statistic(
             out["note"] = f"no margin known for backend {backend!r}"
             out["verdict"] = "inconclusive"
             return out
-        supported = _all([stats.above(lo, -margin, err_lo, tol), stats.above(margin, hi, err_hi, tol)])
-        contradicted = _any([stats.above(lo, margin, err_lo, tol), stats.above(-margin, hi, err_hi, tol)])
+        supported = _all(
+            [stats.above(lo, -margin, err_lo, tol), stats.above(margin, hi, err_hi, tol)]
+        )
+        contradicted = _any(
+            [stats.above(lo, margin, err_lo, tol), stats.above(-margin, hi, err_hi, tol)]
+        )
         favour = margin - abs(d)
         distance = abs(favour)
         uninformative = None
@@ -875,13 +902,12 @@ def replication_report(
     reference = reference or {}
     ref_claims = {int(k): v for k, v in (reference.get("claims") or {}).items()}
 
-    claims = [
-        _evaluate_claim(claim, per_run, backends, ref_claims, n_boot, seed, min_seeds)
-        for claim in claims_for()
-    ]
+    heard = listening.listening_runs(grid)
+    args = (per_run, heard, backends, ref_claims, n_boot, seed, min_seeds)
+    claims = [_evaluate_claim(claim, *args) for claim in claims_for()]
     beyond = []
     for claim in beyond_paper_claims():
-        c = _evaluate_claim(claim, per_run, backends, ref_claims, n_boot, seed, min_seeds)
+        c = _evaluate_claim(claim, *args)
         primary = [r for r in c["contrasts"] if r["primary"]]
         if any(r["verdict"] == "untested" for r in primary) and c["verdict"] != "untested":
             # A claim about team sizes says nothing until every team size has run.
@@ -959,6 +985,7 @@ def replication_report(
 def _evaluate_claim(
     claim: Claim,
     per_run: pd.DataFrame,
+    heard: pd.DataFrame,
     backends: dict[str, list[str]],
     ref_claims: dict,
     n_boot: int,
@@ -979,7 +1006,7 @@ def _evaluate_claim(
     decided = by_stat[DECIDING_STATISTIC]
     untested, can, outlook = claim_outlook(primary, decided["verdict"])
     ref = ref_claims.get(claim.id, {})
-    return {
+    out = {
         "id": claim.id,
         "text": claim.text,
         "operationalisation": claim.operationalisation,
@@ -995,6 +1022,30 @@ def _evaluate_claim(
         "reference_comparison": _compare_reference(ref, primary),
         "contrasts": results,
     }
+    if claim.listening:
+        arms = listening.evaluate_listening(
+            heard, list(claim.listening), min_seeds=min_seeds, n_boot=n_boot, seed=seed
+        )
+        deciding = [a for a in arms if a["primary"]]
+        verdicts = [a["verdict"] for a in deciding]
+        verdict = "untested" if "untested" in verdicts else listening.combine(verdicts)
+        out.update(
+            listening=arms,
+            verdict=verdict,
+            deciding_statistic="listening",
+            seeds_to_decide=None,
+            decides_toward=None,
+            can_become_supported=verdict != "contradicted" and can,
+            summary=" ".join(a["sentence"] for a in deciding),
+        )
+        if verdict == "untested":
+            out["outlook"] = (
+                "Untested on the messages: no "
+                + ", ".join(f"{a['method']} H{a['hidden']}" for a in deciding)
+                + " run recorded interventions (runs from before them must be rerun). "
+                + outlook
+            )
+    return out
 
 
 def _basins_definition(envs: list[str]) -> str:
@@ -1040,21 +1091,26 @@ def load_reference(path: str | Path | None) -> dict:
 def verdict_table(report: dict) -> list[str]:
     """The verdict of every claim as Markdown table lines (the report and the W&B Report)."""
     lines = [
-        "| claim | verdict (decided by the AUC) | final performance | steps to threshold | "
+        "| claim | verdict | decided by | AUC | final performance | steps to threshold | "
         "seeds per arm to decide (direction observed) | untested contrasts | "
         "can become supported |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in report["claims"]:
         by = c.get("verdicts_by_statistic") or {}
-        other = [by.get(s, {}).get("verdict", "-") for s in ("final", "threshold_steps")]
+        other = [by.get(s, {}).get("verdict", "-") for s in STATISTICS]
         untested = c.get("untested_contrasts") or []
+        decided = c.get("deciding_statistic", DECIDING_STATISTIC)
         lines.append(
-            f"| {c['id']} | **{c['verdict']}** | {other[0]} | {other[1]} | "
+            f"| {c['id']} | **{c['verdict']}** | {DECIDED_BY_TITLES.get(decided, decided)} | "
+            f"{' | '.join(other)} | "
             f"{fmt_seeds_to_decide(c['seeds_to_decide'], c.get('decides_toward'))} | "
             f"{len(untested) or '-'} | {_can_become_supported(c)} |"
         )
     return lines
+
+
+DECIDED_BY_TITLES = {"auc": "AUC", "listening": "listening test"}
 
 
 def fmt_seeds_to_decide(n: int | None, toward: str | None) -> str:
@@ -1223,6 +1279,8 @@ def _claim_lines(c: dict) -> list[str]:
     ]
     if c.get("outlook"):
         lines += [f"Outlook: {c['outlook']}", ""]
+    if c.get("listening"):
+        lines += _listening_lines(c)
     lines += [
         "| contrast | backend | primary | statistic | arms (n seeds: IQM) | effect (IQM) | "
         "95% CI | P(A better) [95% CI] | verdict | seeds per arm to decide | note |",
@@ -1255,6 +1313,44 @@ def _claim_lines(c: dict) -> list[str]:
                 f"{fmt_seeds_to_decide(s['seeds_to_decide'], s.get('decides_toward'))} | "
                 f"{s['note']} |"
             )
+    return lines
+
+
+def _listening_lines(c: dict) -> list[str]:
+    """The listening test of a claim: one row per arm, then what the data show."""
+    lines = [
+        "Listening test (decides; `ficomm.analysis.listening`): at each run's final "
+        "evaluation, every agent's incoming messages swapped for another episode's.",
+        "",
+        "| configuration | role | runs | action change (IQM) [95% CI] | verdict | return under "
+        "swap - normal (IQM) [95% CI] | verdict | listening |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in c["listening"]:
+        role = (
+            "primary"
+            if a["primary"]
+            else ("positive control" if a["method"].startswith("PS+") else "secondary")
+        )
+        cells = ["-", "-", "-", "-"]
+        for i, s in enumerate(a["statistics"]):
+            f = (lambda v: f"{100 * v:.1f}%") if s["statistic"] == "swap_change" else _fmt
+            ci = (
+                ""
+                if s["ci_low"] is None or math.isnan(s["ci_low"])
+                else (f" [{f(s['ci_low'])}, {f(s['ci_high'])}]")
+            )
+            cells[2 * i : 2 * i + 2] = [f"{f(s['iqm'])}{ci}", s["verdict"]]
+        lines.append(
+            f"| {a['env']} {a['method']} H{a['hidden']} | {role} | {a['n']} | "
+            f"{' | '.join(cells)} | **{a['verdict']}** |"
+        )
+    lines += ["", "In plain words: " + " ".join(a["sentence"] for a in c["listening"]), ""]
+    lines += [
+        "Contrasts of the team return, beside the listening test (the AUC measures how fast "
+        "runs leave the penalised start, not whether anyone listens):",
+        "",
+    ]
     return lines
 
 
