@@ -192,11 +192,7 @@ class Run:
         self.rng = np.random.default_rng(cfg.seed)  # exploration and replay sampling
         self.env_seeds = np.random.default_rng([cfg.seed, 1])  # one env seed per episode
         self.owns_env = env is None
-        self.env = (
-            env
-            if env is not None
-            else make_pack_env(cfg.env, cfg.backend, [cfg.seed], **cfg.env_args)
-        )
+        self.env = env if env is not None else _training_env(cfg, [cfg.seed])
         self.lane = lane
         self.eval_env = None
         try:
@@ -507,7 +503,7 @@ def _train_locked(cfgs: list[Config]) -> int:
         return 0
     first = todo[0][0]
     # one slot: the loop replaces the environment when a run of the pack stops early
-    envs = [make_pack_env(first.env, first.backend, [c.seed for c, _ in todo], **first.env_args)]
+    envs = [_training_env(first, [c.seed for c, _ in todo])]
     env = envs[0]
     runs: list[Run] = []
     trackers: list[WandbTracker] = []
@@ -759,6 +755,17 @@ def _policy_readable(out: Path) -> bool:
     except Exception:  # missing or damaged: either way it is rebuilt
         return False
     return True
+
+
+def _training_env(cfg: Config, seeds: list[int]) -> Any:
+    """The training episodes of a pack of runs with these seeds (`make_pack_env`). A run alone
+    on the native backend steps the single env instead (`SingleEnvs` of one): PredatorPrey's
+    vectorised form at batch 1 costs ~6x the single env per step (~110 vs ~17 us), which made
+    runs alone 1.13-1.17x slower from 978acfb on (bench/results/commits.md). The episodes are
+    the same either way (vector = single, tests/envs), so are the metrics."""
+    if len(seeds) == 1 and cfg.backend == "native":
+        return SingleEnvs([make_env(cfg.env, cfg.backend, seed=seeds[0], **cfg.env_args)])
+    return make_pack_env(cfg.env, cfg.backend, seeds, **cfg.env_args)
 
 
 def _lanes_env(env: Any, pack: list[Run]) -> Any:
