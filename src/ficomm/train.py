@@ -670,8 +670,9 @@ def _loop(runs: list[Run], envs: list, stop: StopFlag, trackers: list[WandbTrack
                 if not lane.settled(t0):
                     drop(lane, 1)
                     continue
-                _record_evaluation(lane, final=False)
+                row = _record_evaluation(lane, final=False)
                 lane.save(with_buffer=True)
+                _report(lane, row)
             if not active:
                 break
             pack = [lane.run for lane in active]
@@ -726,12 +727,15 @@ def _finish(lane: _Lane, t0: float, codes: dict, drop_from: list | None) -> None
     if not lane.settled(t0):
         codes[lane.index] = 1
         return
+    row = None
     if not c.history or c.history[-1]["env_steps"] != c.env_steps:
-        _record_evaluation(lane, final=True)
+        row = _record_evaluation(lane, final=True)
     run.finished = True
     _save_policy(run)
     lane.save(with_buffer=False)
     write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
+    if row is not None:
+        _report(lane, row)
     codes[lane.index] = 0
     lane.progress.close()
 
@@ -785,8 +789,8 @@ def _lanes_env(env: Any, pack: list[Run]) -> Any:
     return SingleEnvs(keep)
 
 
-def _record_evaluation(lane: _Lane, final: bool) -> None:
-    """Evaluate the run now and append the row to its history, metrics.csv and W&B."""
+def _record_evaluation(lane: _Lane, final: bool) -> dict[str, Any]:
+    """Evaluate the run now and append the row to its history and metrics.csv."""
     run, c = lane.run, lane.run.c
     row = _evaluate_row(run, lane.last_eval, final)
     lane.last_eval = (row["env_steps"], row["wall_time"])
@@ -795,6 +799,12 @@ def _record_evaluation(lane: _Lane, final: bool) -> None:
     c.loss_sum, c.loss_count = 0.0, 0
     lane.loss_sum.zero_()
     write_metrics_csv(run.out / "metrics.csv", c.history, run.cfg.backend)
+    return row
+
+
+def _report(lane: _Lane, row: dict[str, Any]) -> None:
+    """An evaluation row to W&B and the progress line, once its checkpoint is written (a
+    failed write then ends in one line)."""
     lane.tracker.log(row)
     lane.progress.report(row)
 

@@ -161,8 +161,11 @@ def test_attention_run_finishes_and_writes_its_records(attention_run):
     nets = AgentNets(layout_for("nps", True, channel="attention"), 4, 28, 5, 16)
     assert info["n_params"] == nets.params_per_owner() and info["q_input_width"] == 43
     rows = read_metrics(attention_run / "metrics.csv")
-    assert [int(r["env_steps"]) // 500 for r in rows] == [0, 1, 2, 3]
+    # 0 and each crossed multiple of 500, then the final policy's at the budget
+    assert [int(r["env_steps"]) // 500 for r in rows] == [0, 1, 2, 3, 4]
     assert all(float(r["train_loss"]) > 0 for r in rows[1:])
+    # the attention channel's interventions and signalling (auto: at the final evaluation)
+    assert rows[-1]["intervene_swap_action_change"] != "" and rows[-1]["signal_action_mi"] != ""
 
 
 def test_killed_attention_run_resumes_bit_exact(attention_run, tmp_path):

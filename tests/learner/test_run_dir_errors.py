@@ -269,10 +269,11 @@ def test_log_lines_carry_percent_and_eta(tmp_path):
     res = run_train([*ARGS, f"out={tmp_path / 'run'}"])  # stderr is a pipe: the log form
     assert res.returncode == 0, res.stderr
     lines = [s for s in res.stderr.splitlines() if s.startswith("[ficomm")]
-    assert len(lines) == 2, res.stderr
+    assert len(lines) == 3, res.stderr  # 0, 500, and the final evaluation at the budget
     matches = [LINE.match(s) for s in lines]
     assert all(matches), lines
-    first, second = matches
+    first, second, last = matches
+    assert last["pct"] == "100.0" and last["eta"] == "0s"
     assert first["pct"] == "0.0" and first["step"] == "0" and first["eta"] == "?"
     assert float(second["pct"]) == pytest.approx(int(second["step"]) / 10, abs=0.05)
     assert second["eta"] != "?" and "steps/s" in lines[1]

@@ -57,7 +57,7 @@ def test_offline_run_holds_config_tags_and_metrics(tmp_path):
 
     logged = run["history"]
     rows = read_metrics(out / "metrics.csv", drop_wall_clock=False)
-    assert len(logged) == len(rows) == 2
+    assert len(logged) == len(rows) == 3  # the last one the final policy's
     for got, row in zip(logged, rows, strict=True):
         assert got["_step"] == int(row["env_steps"])
         assert row.pop("backend") == "native"  # in the run's config and tags on W&B

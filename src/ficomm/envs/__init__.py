@@ -59,6 +59,8 @@ class EnvSpec:
     # says the agent sees what matters (PredatorPrey: a prey in its view); the signalling
     # test's "sight" (ficomm.listening).
     sight: tuple[int, int] | None = None
+    # PredatorPrey's reward for a prey met by a lone predator (the penalty study's axis)
+    penalty: float | None = None
 
     @property
     def family_name(self) -> str:
@@ -87,15 +89,26 @@ def register_env(spec: EnvSpec) -> EnvSpec:
 # agent wide (1.0 for 4 agents), so that on every team size it admits the same numbers of
 # captures (+5 per agent) and lone-predator penalties (-0.75 per agent) per episode.
 _PP_STEP_COST, _PP_MAX_STEPS, _PP_CAPTURE, _PP_TOL_PER_AGENT = -0.01, 100, 5.0, 0.25
+_PP_PENALTY = -0.75  # the paper's (ma-gym's default is -0.5)
 
 
 def _predator_prey(
-    name: str, title: str, grid: tuple[int, int], n_agents: int, n_preys: int, **backend: Any
+    name: str,
+    title: str,
+    grid: tuple[int, int],
+    n_agents: int,
+    n_preys: int,
+    penalty: float = _PP_PENALTY,
+    family: str = "predator_prey",
+    **backend: Any,
 ) -> EnvSpec:
-    """A PredatorPrey entry: the paper's rules, `n_agents` predators and `n_preys` prey."""
-    env_args = {}
+    """A PredatorPrey entry: the paper's rules, `n_agents` predators and `n_preys` prey, and
+    `penalty` for a prey met by a lone predator."""
+    env_args: dict[str, Any] = {}
     if (grid, n_agents, n_preys) != ((7, 7), 4, 2):  # the port's defaults are the paper's
         env_args = {"grid_shape": grid, "n_agents": n_agents, "n_preys": n_preys}
+    if family != "predator_prey":  # the penalty family names its penalty, the paper's too
+        env_args["penalty"] = penalty
     return EnvSpec(
         name=name,
         title=title,
@@ -115,11 +128,12 @@ def _predator_prey(
         metric_label=f"team return (sum over {n_agents} agents)",
         basins=True,
         env_args=env_args,
-        family="predator_prey",
+        family=family,
         team_size=n_agents,
         avoid_return=n_agents * _PP_MAX_STEPS * _PP_STEP_COST,
         basin_tol=n_agents * _PP_TOL_PER_AGENT,
         sight=(2, -1),  # obs: (row, col), the view's prey cells, time
+        penalty=penalty,
     )
 
 
@@ -153,6 +167,23 @@ register_env(
         steps_per_second=60,
     )
 )
+# The penalty study (beyond the paper): the paper's PredatorPrey with the lone-predator penalty
+# at the paper's -0.75, ma-gym's default -0.5, -0.25 and 0; one family, the penalty its axis.
+for _penalty in (-0.75, -0.5, -0.25, 0.0):
+    register_env(
+        _predator_prey(
+            f"predator_prey_p{round(-100 * _penalty):03d}",
+            f"PredatorPrey 7x7, penalty {_penalty:g}",
+            (7, 7),
+            4,
+            2,
+            penalty=_penalty,
+            family="predator_prey_penalty",
+            mem_mb=2000,
+            steps_per_second=250,
+        )
+    )
+
 register_env(
     EnvSpec(
         name="3s_vs_5z",
