@@ -68,6 +68,8 @@ def test_every_figure_file_is_written(written):
         "final_seeds_3s_vs_5z_smax",
         "comm_gain_hidden_predator_prey_native",
         "comm_gain_hidden_3s_vs_5z_smax",
+        "listening_predator_prey_native",
+        "listening_3s_vs_5z_smax",
     }
     assert names == expected
     assert json.loads((out / "figures.json").read_text())["figures"] == json.loads(
@@ -460,7 +462,7 @@ def test_single_level_sweeps_are_skipped_and_two_seeds_get_no_band(tmp_path):
     make_runs(tmp_path / "runs", envs=("predator_prey",), hiddens=(64,), seeds=(0, 1))
     df = aggregate_runs([tmp_path / "runs"])
     kinds = {s["kind"] for s in figures.figure_specs(df)}
-    assert kinds == {"methods", "seeds"}  # no hidden-size sweep of one H, no claim-5 figure
+    assert kinds == {"methods", "seeds", "listening"}  # no sweep of one H, no claim-5 figure
     spec = dict(name="curves", kind="methods", env="predator_prey", backend="native")
     fig, data = figures.make_figure(spec, df, final_performance(df, 5), n_boot=50, last_k=5)
     assert data["ci_low"].isna().all() and data["ci_high"].isna().all()

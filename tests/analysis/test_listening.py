@@ -94,3 +94,24 @@ def test_no_interventions_leave_claim1_untested():
     df = df.drop(columns=[c for c in df if c.startswith(("intervene_", "signal_"))])
     c1 = next(c for c in replication_report(df)["claims"] if c["id"] == 1)
     assert c1["verdict"] == "untested" and "recorded interventions" in c1["outlook"]
+
+
+def test_listening_figure(tmp_path):
+    from PIL import Image
+
+    from ficomm.analysis.figures import write_figures
+
+    df = _with_interventions(
+        {"NPS+IQL+COMM": 0.0, "PS+IQL+COMM": 0.4}, {"NPS+IQL+COMM": 0.0, "PS+IQL+COMM": -9.0}
+    )
+    manifest = write_figures(df, tmp_path)
+    (spec,) = [f for f in manifest["figures"] if f["kind"] == "listening"]
+    data = pd.read_csv(tmp_path / f"{spec['name']}.csv")
+    assert len(data) == 10 and set(data["method"]) == {"NPS+IQL+COMM", "PS+IQL+COMM"}
+    assert "swapped" in spec["caption"]
+    with Image.open(tmp_path / f"{spec['name']}.png") as im:
+        assert im.width > 1000
+    # a grid whose comm runs recorded no interventions still gets its (empty) figure
+    plain = df.drop(columns=[c for c in df if c.startswith(("intervene_", "signal_"))])
+    manifest = write_figures(plain, tmp_path / "plain")
+    assert any(f["kind"] == "listening" for f in manifest["figures"])

@@ -159,7 +159,7 @@ def test_offline_publish_is_read_back(small_results, tmp_path, monkeypatch):
     pngs = sorted(p.stem for p in (root / "pf").glob("*.png"))
     images = {k.removeprefix("figures/"): v for k, v in logged.items() if k.startswith("figures/")}
     # H 64 only: the four-method curves and the per-seed strip (a one-level sweep is not drawn)
-    assert sorted(images) == pngs and len(pngs) == 2
+    assert sorted(images) == pngs and len(pngs) == 3  # the curves, the seeds, the listening test
     assert all(v["_type"] == "image-file" for v in images.values())
     assert run["config"]["definitions"]["min_seeds"] == 3
     groups = read_logged_table(files[0], logged["configuration_groups"])

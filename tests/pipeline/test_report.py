@@ -61,7 +61,7 @@ def test_every_figure_is_embedded_with_its_caption(report):
     figures, page = report
     manifest = json.loads((figures / "figures.json").read_text())
     kinds = {f["kind"] for f in manifest["figures"]}
-    assert kinds == {"methods", "hidden", "comm_gain", "seeds"}
+    assert kinds == {"methods", "hidden", "comm_gain", "seeds", "listening"}
     for fig in manifest["figures"]:
         png = (figures / f"{fig['name']}.png").read_bytes()
         assert base64.b64encode(png).decode()[:2000] in page, fig["name"]  # embedded, not linked

@@ -77,6 +77,10 @@ def figure_specs(df: pd.DataFrame) -> list[dict]:
         specs.append(
             dict(name=f"final_seeds_{env}_{backend}", kind="seeds", env=env, backend=backend)
         )
+        if set(sel["method"]) & set(LISTENING_METHODS):
+            specs.append(
+                dict(name=f"listening_{env}_{backend}", kind="listening", env=env, backend=backend)
+            )
     for family, backend, sizes in scale_groups(df):
         for statistic in SCALE_STATISTICS:
             specs.append(
@@ -92,6 +96,9 @@ def figure_specs(df: pd.DataFrame) -> list[dict]:
             )
     return specs
 
+
+# Methods with a message channel: their runs record message interventions (claim 1's test).
+LISTENING_METHODS = ("NPS+IQL+COMM", "PS+IQL+COMM", *ATTENTION_METHODS)
 
 # Claim 5: COMM's gain against H, per parameter sharing (the COMM and the no-COMM method).
 COMM_PAIRS = {"PS": ("PS+IQL+COMM", "PS+IQL"), "NPS": ("NPS+IQL+COMM", "NPS+IQL")}
@@ -140,6 +147,7 @@ KIND_TITLES = {
     "hidden": "learning curves: hidden-size sweeps",
     "comm_gain": "claim 5: COMM's gain against hidden size",
     "seeds": "final performance per seed",
+    "listening": "claim 1: do the agents listen to their messages?",
     "scale": "against team size",
 }
 
@@ -164,6 +172,9 @@ def report_label(spec: dict) -> str:
         return {"final": "final return", "auc": "AUC", "cost": "training cost"}[spec["statistic"]]
     if spec["kind"] == "comm_gain":
         return "COMM minus no COMM, " + " and ".join(spec["shares"])
-    return {"methods": "four methods", "channels": "six methods", "seeds": "every run"}[
-        spec["kind"]
-    ]
+    return {
+        "methods": "four methods",
+        "channels": "six methods",
+        "seeds": "every run",
+        "listening": "message interventions",
+    }[spec["kind"]]

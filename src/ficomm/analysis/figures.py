@@ -42,7 +42,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from ficomm.analysis import stats  # noqa: E402
+from ficomm.analysis import listening, stats  # noqa: E402
 from ficomm.analysis.aggregate import (  # noqa: E402
     ALL_METHODS,
     DEFAULT_HIDDEN,
@@ -56,7 +56,11 @@ from ficomm.analysis.aggregate import (  # noqa: E402
     primary_metric,
 )
 from ficomm.analysis.claims import run_statistics, threshold_for  # noqa: E402
-from ficomm.analysis.figure_specs import COMM_PAIRS, figure_specs  # noqa: E402
+from ficomm.analysis.figure_specs import (  # noqa: E402
+    COMM_PAIRS,
+    LISTENING_METHODS,
+    figure_specs,
+)
 from ficomm.envs import env_spec  # noqa: E402
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
@@ -580,6 +584,99 @@ def plot_seed_points(
     return fig
 
 
+def plot_listening(runs: pd.DataFrame, curves: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
+    """Claim 1 on the messages, three panels: per configuration (method, H) and seed, the
+    final evaluation's normal return beside its return with the incoming messages swapped
+    (joined by a line); the fraction of actions the swap (filled) and zeroing (hollow) change,
+    with the listening threshold; and the swap's action change over training at H 64."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), layout="constrained")
+    if runs.empty:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no run recorded message interventions", ha="center", va="center")
+            ax.set_axis_off()
+        fig.suptitle(title, fontsize=11)
+        return fig
+    configs = (
+        runs[["method", "hidden"]]
+        .drop_duplicates()
+        .assign(rank=lambda d: [LISTENING_METHODS.index(m) for m in d["method"]])
+        .sort_values(["rank", "hidden"])
+    )
+    x_of = {
+        (m, h): i for i, (m, h) in enumerate(zip(configs["method"], configs["hidden"], strict=True))
+    }
+    x = np.array([x_of[(m, h)] for m, h in zip(runs["method"], runs["hidden"], strict=True)])
+    # seeds side by side within a configuration, each seed's pair of points close together
+    offset = x + 0.4 * _jitter(runs.assign(x=x)).to_numpy()
+    colors = [METHOD_COLORS.get(m, "grey") for m in runs["method"]]
+    ret, change, over = axes
+    normal_x, swap_x = offset - 0.2, offset + 0.2
+    for a, b, normal, swapped, c in zip(
+        normal_x, swap_x, runs["normal_return"], runs["swap_return"], colors, strict=True
+    ):
+        ret.plot([a, b], [normal, swapped], color=c, linewidth=0.8, alpha=0.6)
+    ret.scatter(normal_x, runs["normal_return"], color=colors, s=22, zorder=3)
+    ret.scatter(swap_x, runs["swap_return"], facecolors="white", edgecolors=colors, s=22, zorder=3)
+    ret.set_ylabel(f"{ylabel} at the final evaluation")
+    ret.set_title(
+        "team return: normal (filled, left)\nand with messages swapped (hollow, right)", fontsize=9
+    )
+    change.scatter(offset, runs["swap_change"], color=colors, s=22, zorder=3)
+    change.scatter(
+        offset,
+        runs["zero_change"],
+        facecolors="none",
+        edgecolors=colors,
+        s=22,
+        marker="s",
+        zorder=3,
+    )
+    change.axhline(listening.LISTEN_RATE, color=REFERENCE_COLOR, linestyle="--", linewidth=1.1)
+    change.set_ylim(-0.02, 1.02)
+    change.set_ylabel("fraction of agent-steps whose greedy action changes")
+    change.set_title(
+        "actions changed: messages swapped (filled), zeroed (squares)\n"
+        f"dashed: {listening.LISTEN_RATE:.0%}, the listening threshold",
+        fontsize=9,
+    )
+    labels = [f"{m} H{h}" for m, h in zip(configs["method"], configs["hidden"], strict=True)]
+    for ax in (ret, change):
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    at_h = curves[curves["hidden"] == DEFAULT_HIDDEN]
+    for method, part in at_h.groupby("method", sort=False):
+        c = METHOD_COLORS.get(method, "grey")
+        for _, run in part.groupby("seed"):
+            over.plot(run["env_steps"], run["swap_change"], color=c, linewidth=0.7, alpha=0.45)
+        iqm = part.groupby("env_steps")["swap_change"].agg(stats.iqm)
+        over.plot(iqm.index, iqm.values, color=c, linewidth=2.2, marker="o", ms=4, label=method)
+    over.axhline(listening.LISTEN_RATE, color=REFERENCE_COLOR, linestyle="--", linewidth=1.1)
+    over.set_ylim(-0.02, 1.02)
+    over.set_xlabel("environment steps")
+    over.set_ylabel("actions changed by the swap")
+    over.set_title(
+        f"actions changed by the swap over training, H {DEFAULT_HIDDEN}\n"
+        "IQM over seeds (thick), each seed (thin)",
+        fontsize=9,
+    )
+    over.xaxis.set_major_formatter(FuncFormatter(_steps_label))
+    over.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], color=METHOD_COLORS.get(m, "grey"), marker="o", label=m)
+        for m in dict.fromkeys(configs["method"])
+    ]
+    fig.legend(
+        handles=handles,
+        title="method",
+        loc="outside right center",
+        fontsize=8,
+        title_fontsize=9,
+        frameon=False,
+    )
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def plot_scale(data: pd.DataFrame, *, title: str, ylabel: str, level: float | None) -> Figure:
     """One line per method against team size (log2 axis): IQM markers, 95% CI error bars
     (none below MIN_BAND_SEEDS seeds); an optional horizontal level (the avoid return per
@@ -654,6 +751,14 @@ def make_figure(
     levels = reference_levels(env)
     if spec["kind"] == "scale":
         return _scale_figure(spec, df, n_boot=n_boot, seed=seed, last_k=last_k)
+    if spec["kind"] == "listening":
+        sel = df[(df["env"] == env) & (df["backend"] == backend)]
+        runs, curves = listening.listening_runs(sel), listening.listening_curves(sel)
+        title = (
+            f"Claim 1, {where}: do the agents listen? Incoming messages swapped for another "
+            "episode's\none point per seed"
+        )
+        return plot_listening(runs, curves, title=title, ylabel=ylabel), runs
     if spec["kind"] == "comm_gain":
         data = comm_gain_data(
             df, env, backend, spec["shares"], last_k=last_k, n_boot=n_boot, seed=seed
@@ -772,6 +877,21 @@ def figure_caption(
             f"and on final performance (right: mean of each run's last {last_k} evaluations), in "
             f"units of {label}. Error bars: {ci} per arm (hollow points: fewer). The claim "
             f"expects the gain to shrink as H grows. Dashed: no gain."
+        )
+    if kind == "listening":
+        return (
+            f"Claim 1's listening test on {where} (ficomm.listening): at a comm run's final "
+            "evaluation, the same greedy episodes are played with every agent's incoming "
+            "messages replaced, its own untouched: swapped for the messages the same senders "
+            "sent at the same step of another evaluation episode (keeps their distribution, "
+            "removes their information), or zeroed. Left: the normal team return (filled) and "
+            "the return under the swap (hollow) of each seed, per method and hidden size. "
+            "Middle: the fraction of agent-steps whose greedy action changes, on the unmodified "
+            "episodes' states, under the swap (filled) and zeroing (hollow squares); dashed: "
+            f"{listening.LISTEN_RATE:.0%}, above which the report says the agents listen. "
+            f"Right: the swap's action change at every evaluation with interventions, H = "
+            f"{DEFAULT_HIDDEN}: IQM over seeds (thick) and each seed (thin). Runs from before "
+            "interventions were recorded are absent."
         )
     if kind == "seeds":
         basins = (

@@ -68,6 +68,9 @@ def listening_curves(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*KEYS, "env_steps", "swap_change", "swap_gain"])
     rows = df[df[SWAP_CHANGE].notna()]
     out = rows[KEYS + ["env_steps"]].copy()
+    if "eval_interval" in rows:  # the nominal step, so that seeds line up (the last: budget)
+        step = rows["env_steps"] // rows["eval_interval"] * rows["eval_interval"]
+        out["env_steps"] = step.where(rows["env_steps"] < rows["budget"], rows["budget"])
     out["swap_change"] = rows[SWAP_CHANGE].astype(float)
     out["swap_gain"] = rows["intervene_swap_return_mean"] - rows["eval_return_mean"]
     return out.reset_index(drop=True)
