@@ -119,9 +119,7 @@ def test_two_seeds_are_too_few_and_give_no_ci(tmp_path):
     claim1 = report["claims"][0]
     assert claim1["verdict"] == "too few seeds" and claim1["decides_toward"] is None
     row = "| 1 | **too few seeds** | listening test | too few seeds | too few seeds | too few seeds"
-    assert row + " | - | - | yes |" in (
-        render_markdown(report)
-    )
+    assert row + " | - | - | yes |" in render_markdown(report)
 
 
 def test_more_seeds_asked_than_run_keeps_the_ci_but_gives_no_verdict(tmp_path):
