@@ -115,3 +115,6 @@ def test_listening_figure(tmp_path):
     plain = df.drop(columns=[c for c in df if c.startswith(("intervene_", "signal_"))])
     manifest = write_figures(plain, tmp_path / "plain")
     assert any(f["kind"] == "listening" for f in manifest["figures"])
+    # a rewrite without the comm runs removes the listening figure's files
+    write_figures(df[~df["method"].str.contains("COMM")], tmp_path)
+    assert not list(tmp_path.glob("listening_*")) and (tmp_path / "figures.json").exists()

@@ -931,9 +931,16 @@ def write_figures(
     n_boot: int = stats.N_BOOT,
     seed: int = 0,
 ) -> dict:
-    """Write every figure (PDF, PNG, CSV sidecar) of the main grid and `figures.json`."""
+    """Write every figure (PDF, PNG, CSV sidecar) of the main grid and `figures.json`; the
+    files of figures an earlier `figures.json` listed and this one does not are removed, so
+    that no stale figure survives a change of what is drawn."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        before = json.loads((out_dir / "figures.json").read_text())["figures"]
+        old_files = {f for fig in before for f in fig["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        old_files = set()
     grid = main_grid(df)
     final = final_performance(grid, last_k)
     manifest = {
@@ -965,6 +972,10 @@ def write_figures(
         metric = "wall_time" if spec.get("statistic") == "cost" else primary_metric(spec["env"])[0]
         manifest["figures"].append({**spec, "files": files, "metric": metric, "caption": caption})
     (out_dir / "figures.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    new_files = {f for fig in manifest["figures"] for f in fig["files"]}
+    for name in old_files - new_files:
+        if Path(name).name == name:  # a bare file name, as write_figures lists them
+            (out_dir / name).unlink(missing_ok=True)
     return manifest
 
 
