@@ -18,4 +18,4 @@ for h in 64 32 128; do
     "${SNAKEMAKE[@]}" -- "$run/metrics.csv"
   done
 done
-"${SNAKEMAKE[@]}" --until train
+"${SNAKEMAKE[@]}" --configfile replication/complete.yaml --until train

@@ -35,6 +35,16 @@ for _env, _n, _p in (("predator_prey_8", 8, 4), ("predator_prey_16", 16, 8)):
     Q_WIDTH[_env] = Q_WIDTH["predator_prey"]
     for _h in (32, 64, 128):
         N_PARAMS[(_env, _h)] = N_PARAMS[("predator_prey", _h)]
+# The penalty study's entries: the paper's PredatorPrey with another lone-predator penalty.
+for _env in (
+    "predator_prey_p075",
+    "predator_prey_p050",
+    "predator_prey_p025",
+    "predator_prey_p000",
+):
+    ENV_SIZES[_env], Q_WIDTH[_env] = ENV_SIZES["predator_prey"], Q_WIDTH["predator_prey"]
+    for _h in (32, 64, 128):
+        N_PARAMS[(_env, _h)] = N_PARAMS[("predator_prey", _h)]
 
 
 def is_predator_prey(env: str) -> bool:

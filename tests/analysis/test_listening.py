@@ -118,3 +118,42 @@ def test_listening_figure(tmp_path):
     # a rewrite without the comm runs removes the listening figure's files
     write_figures(df[~df["method"].str.contains("COMM")], tmp_path)
     assert not list(tmp_path.glob("listening_*")) and (tmp_path / "figures.json").exists()
+
+
+PENALTY_ENVS = [
+    "predator_prey_p075",
+    "predator_prey_p050",
+    "predator_prey_p025",
+    "predator_prey_p000",
+]
+
+
+def test_penalty_study_claim_and_figure(tmp_path):
+    """Claim 8 and its figure on a synthetic penalty study where NPS agents listen only once
+    the penalty is gone."""
+    from synthetic_runs import make_runs
+
+    from ficomm.analysis.aggregate import aggregate_runs
+    from ficomm.analysis.figures import write_figures
+
+    def hears_at_zero(env, share, comm, hidden, seed):
+        if not comm:
+            return None
+        if share == "ps" or env == "predator_prey_p000":
+            return 0.3 + 0.01 * seed, -3.0 - 0.1 * seed
+        return 0.0, 0.0
+
+    make_runs(tmp_path / "runs", envs=PENALTY_ENVS, hiddens=[64], listening=hears_at_zero)
+    df = aggregate_runs([tmp_path / "runs"])
+    report = replication_report(df)
+    c8 = next(c for c in report["beyond_paper"] if c["id"] == 8)
+    assert c8["verdict"] == "supported" and c8["deciding_statistic"] == "listening"
+    by = {(a["env"], a["method"]): a["verdict"] for a in c8["listening"]}
+    assert by[("predator_prey_p075", "NPS+IQL+COMM")] == "contradicted"
+    assert by[("predator_prey_p000", "NPS+IQL+COMM")] == "supported"
+    manifest = write_figures(df, tmp_path / "figs")
+    (spec,) = [f for f in manifest["figures"] if f["kind"] == "penalty"]
+    data = pd.read_csv(tmp_path / "figs" / f"{spec['name']}.csv")
+    heard = data[(data["panel"] == "listening") & (data["series"] == "NPS+IQL+COMM")]
+    assert heard.sort_values("penalty")["iqm"].round(2).tolist() == [0.0, 0.0, 0.0, 0.31]
+    assert set(data.loc[data["panel"] == "gain", "series"]) == {"PS", "NPS"}

@@ -140,7 +140,7 @@ def test_offline_publish_is_read_back(small_results, tmp_path, monkeypatch):
     run = read_offline_run(files[0].parent)
     assert run["job_type"] == "replication" and run["project"] == "ficomm"
     every_claim = report["claims"] + report["beyond_paper"]
-    assert [c["id"] for c in every_claim] == [1, 2, 3, 4, 5, 6, 7]
+    assert [c["id"] for c in every_claim] == [1, 2, 3, 4, 5, 6, 7, 8]
     for c in every_claim:
         assert run["summary"][f"claim_{c['id']}_verdict"] == c["verdict"]
     logged = run["history"][0]

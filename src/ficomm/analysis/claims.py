@@ -90,7 +90,7 @@ from ficomm.analysis.aggregate import (
     main_grid,
     primary_metric,
 )
-from ficomm.envs import ENV_NAMES, env_spec
+from ficomm.envs import ENV_NAMES, PENALTY_FAMILY, env_spec
 
 DEFAULT_MIN_SEEDS = 3
 PAPER_ENVS = ("predator_prey", "3s_vs_5z")
@@ -357,6 +357,15 @@ def team_sizes(family: str = SCALE_FAMILY) -> list[tuple[int, str]]:
     )
 
 
+def penalty_levels(family: str = PENALTY_FAMILY) -> list[tuple[float, str]]:
+    """(lone-predator penalty, env) of the penalty study's registry entries, harshest first."""
+    return sorted(
+        (env_spec(e).penalty, e)
+        for e in ENV_NAMES
+        if env_spec(e).family_name == family and env_spec(e).penalty is not None
+    )
+
+
 def beyond_paper_claims() -> list[Claim]:
     """Questions the paper does not ask, tested like its claims and reported apart from them
     (they never change the paper's five verdicts)."""
@@ -380,6 +389,23 @@ def beyond_paper_claims() -> list[Claim]:
             )
         )
     team_list = ", ".join(str(n) for n, _ in sizes)
+    levels = penalty_levels()
+    mildest = levels[-1][1] if levels else None
+    c8 = [
+        Contrast(
+            f"{env} (penalty {p:g}) H{DEFAULT_HIDDEN}: NPS+IQL+COMM - NPS+IQL",
+            env,
+            *_diff(*arm),
+            primary=env == mildest,
+        )
+        for p, env in levels
+    ]
+    listen8 = tuple(
+        (env, m, DEFAULT_HIDDEN, env == mildest and m == "NPS+IQL+COMM")
+        for _, env in levels
+        for m in ("NPS+IQL+COMM", "PS+IQL+COMM")
+    )
+    penalty_list = ", ".join(f"{p:g}" for p, _ in levels)
     return [
         Claim(
             6,
@@ -411,6 +437,19 @@ def beyond_paper_claims() -> list[Claim]:
                 for env in ("predator_prey", "3s_vs_5z")
                 for share in ("NPS", "PS")
             ],
+        ),
+        Claim(
+            8,
+            "Beyond the paper: communication pays fully independent agents once prey no longer "
+            "punish a lone predator: at penalty 0, NPS+IQL+COMM's agents act on their messages "
+            "and it pays (at the paper's -0.75 every NPS run settles into prey avoidance).",
+            f"PredatorPrey 7x7, H {DEFAULT_HIDDEN}, lone-predator penalty {penalty_list} (one "
+            "registry entry each): primary, the listening test of NPS+IQL+COMM at the mildest "
+            "penalty; beside it, at every penalty, the listening test (PS+IQL+COMM as the "
+            "positive control) and the team return of NPS+IQL+COMM minus NPS+IQL (its AUC "
+            "measures how fast runs leave the penalised start). Untested until those runs exist.",
+            c8,
+            listening=listen8,
         ),
     ]
 

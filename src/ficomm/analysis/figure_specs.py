@@ -15,7 +15,7 @@ from ficomm.analysis.aggregate import (
     env_title,
     method_slug,
 )
-from ficomm.envs import ENV_NAMES, env_spec
+from ficomm.envs import ENV_NAMES, PENALTY_FAMILY, env_spec
 
 # Figures against team size (beyond the paper): what each plots.
 SCALE_STATISTICS = ("final", "auc", "cost")
@@ -81,6 +81,16 @@ def figure_specs(df: pd.DataFrame) -> list[dict]:
             specs.append(
                 dict(name=f"listening_{env}_{backend}", kind="listening", env=env, backend=backend)
             )
+    for backend, levels in penalty_groups(df):
+        specs.append(
+            dict(
+                name=f"penalty_h{DEFAULT_HIDDEN}_{backend}",
+                kind="penalty",
+                env=levels[0][1],
+                envs=[e for _, e in levels],
+                backend=backend,
+            )
+        )
     for family, backend, sizes in scale_groups(df):
         for statistic in SCALE_STATISTICS:
             specs.append(
@@ -133,6 +143,18 @@ def scale_groups(df: pd.DataFrame) -> list[tuple[str, str, list[tuple[int, str]]
     ]
 
 
+def penalty_groups(df: pd.DataFrame) -> list[tuple[str, list[tuple[float, str]]]]:
+    """(backend, [(penalty, env), ...] harshest first) where H 64 runs exist at two or more
+    lone-predator penalties of the penalty study's family (the registry's `penalty`)."""
+    groups: dict[str, set[tuple[float, str]]] = {}
+    for env, backend in env_backends(df[df["hidden"] == DEFAULT_HIDDEN]):
+        spec = env_spec(env) if env in ENV_NAMES else None
+        if spec is None or spec.family_name != PENALTY_FAMILY or spec.penalty is None:
+            continue
+        groups.setdefault(backend, set()).add((spec.penalty, env))
+    return [(b, sorted(levels)) for b, levels in sorted(groups.items()) if len(levels) > 1]
+
+
 def env_backends(df: pd.DataFrame) -> list[tuple[str, str]]:
     """The (env, backend) pairs in the data: each gets its own figures."""
     return sorted({(e, b) for e, b in zip(df["env"], df["backend"], strict=True)})
@@ -149,12 +171,16 @@ KIND_TITLES = {
     "seeds": "final performance per seed",
     "listening": "claim 1: do the agents listen to their messages?",
     "scale": "against team size",
+    "penalty": "when does communication pay? against the penalty",
 }
 
 
 def report_category(spec: dict) -> tuple[str, str]:
     """(category, subcategory) of a figure in the Snakemake report: where it was measured
     (environment and backend, never mixed), then what it shows."""
+    if spec["kind"] == "penalty":
+        backend = env_spec(spec["env"]).backends[spec["backend"]].title
+        return f"Figures: PredatorPrey penalty study ({backend} backend)", KIND_TITLES["penalty"]
     if spec["kind"] == "scale":
         spec_env = env_spec(spec["env"])
         family = spec_env.title.split(" ")[0]  # "PredatorPrey 7x7" -> "PredatorPrey"
@@ -177,4 +203,5 @@ def report_label(spec: dict) -> str:
         "channels": "six methods",
         "seeds": "every run",
         "listening": "message interventions",
+        "penalty": "COMM's gain and listening",
     }[spec["kind"]]

@@ -255,6 +255,85 @@ def comm_gain_data(
     return pd.DataFrame(rows, columns=COMM_GAIN_COLUMNS)
 
 
+PENALTY_COLUMNS = ["penalty", "env", "panel", "series", "iqm", "ci_low", "ci_high", "n_seeds"]
+
+
+def penalty_data(
+    df: pd.DataFrame,
+    envs: list[str],
+    backend: str,
+    *,
+    last_k: int = DEFAULT_LAST_K,
+    n_boot: int = stats.N_BOOT,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The penalty study at H 64, per penalty (env): COMM's gain on the normalised AUC per
+    sharing (`comm_gain_data`'s contrast) and, per comm method, the fraction of actions the
+    swap intervention changes at the final evaluation (IQM over seeds, bootstrap CI; NaN
+    below MIN_BAND_SEEDS seeds). Columns: PENALTY_COLUMNS."""
+    rows = []
+    for env in envs:
+        at = df[(df["env"] == env) & (df["hidden"] == DEFAULT_HIDDEN)]
+        p = env_spec(env).penalty
+        shares = [s for s, pair in COMM_PAIRS.items() if set(pair) <= set(at["method"])]
+        gain = comm_gain_data(at, env, backend, shares, last_k=last_k, n_boot=n_boot, seed=seed)
+        for r in gain[gain["statistic"] == "auc"].itertuples():
+            n = min(r.n_comm, r.n_plain)
+            rows.append([p, env, "gain", r.share, r.gain, r.ci_low, r.ci_high, n])
+        heard = listening.listening_runs(at[at["backend"] == backend])
+        for method, runs in heard.groupby("method", sort=False):
+            x = runs["swap_change"].to_numpy(float)
+            res = stats.bootstrap_contrast({"x": x}, {"x": 1.0}, estimator="iqm", seed=seed)
+            few = x.size < MIN_BAND_SEEDS
+            lo, hi = (math.nan, math.nan) if few else (res["ci_low"], res["ci_high"])
+            rows.append([p, env, "listening", method, res["effect"], lo, hi, x.size])
+    return pd.DataFrame(rows, columns=PENALTY_COLUMNS)
+
+
+def plot_penalty(data: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
+    """Two panels against the lone-predator penalty: COMM's gain on the AUC (PS and NPS) and
+    the fraction of actions the swap changes (PS+IQL+COMM and NPS+IQL+COMM), IQM over seeds
+    with 95% CI error bars (hollow points: too few seeds for a CI)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    colors = {**{s: METHOD_COLORS[c] for s, (c, _) in COMM_PAIRS.items()}, **METHOD_COLORS}
+    for ax, panel in zip(axes, ("gain", "listening"), strict=True):
+        for series, rows in data[data["panel"] == panel].groupby("series", sort=False):
+            rows = rows.sort_values("penalty")
+            x, y = rows["penalty"].to_numpy(float), rows["iqm"].to_numpy(float)
+            err = np.vstack([y - rows["ci_low"], rows["ci_high"] - y])
+            has = ~np.isnan(err).any(axis=0)
+            c = colors.get(series, "grey")
+            label = f"{series}: {' - '.join(COMM_PAIRS[series])}" if panel == "gain" else series
+            ax.errorbar(
+                x[has],
+                y[has],
+                yerr=err[:, has],
+                color=c,
+                marker="o",
+                capsize=4,
+                linewidth=0,
+                elinewidth=1.4,
+            )
+            ax.plot(x, y, color=c, linewidth=1.6, label=label)
+            ax.scatter(x[~has], y[~has], facecolors="white", edgecolors=c, zorder=3)
+        ax.set_xticks(sorted(set(data["penalty"])))
+        ax.set_xlabel("penalty for a prey met by a lone predator (the paper: -0.75)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    gain, heard = axes
+    gain.axhline(0.0, color=REFERENCE_COLOR, linestyle="--", linewidth=1.1)
+    gain.set_ylabel(f"COMM's gain in AUC of {ylabel}")
+    gain.set_title("COMM's gain: IQM(COMM) - IQM(no COMM), normalised AUC", fontsize=10)
+    heard.axhline(listening.LISTEN_RATE, color=REFERENCE_COLOR, linestyle="--", linewidth=1.1)
+    heard.set_ylim(-0.02, 1.02)
+    heard.set_ylabel("actions changed by swapped messages")
+    heard.set_title(
+        f"listening at the final evaluation (dashed: {listening.LISTEN_RATE:.0%})", fontsize=10
+    )
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def seed_points_data(final: pd.DataFrame, env: str, backend: str) -> pd.DataFrame:
     """Per-seed final performance of every configuration of (env, backend), with its x slot
     and (PredatorPrey) basin. Columns: method, hidden, config, x, seed, final, basin."""
@@ -751,6 +830,15 @@ def make_figure(
     levels = reference_levels(env)
     if spec["kind"] == "scale":
         return _scale_figure(spec, df, n_boot=n_boot, seed=seed, last_k=last_k)
+    if spec["kind"] == "penalty":
+        data = penalty_data(df, spec["envs"], backend, last_k=last_k, n_boot=n_boot, seed=seed)
+        if data.empty:
+            return None, data
+        title = (
+            f"Beyond the paper, PredatorPrey 7x7 (native backend), H = {DEFAULT_HIDDEN}: when "
+            "does communication pay?\nIQM over seeds, 95% bootstrap CI"
+        )
+        return plot_penalty(data, title=title, ylabel=ylabel), data
     if spec["kind"] == "listening":
         sel = df[(df["env"] == env) & (df["backend"] == backend)]
         runs, curves = listening.listening_runs(sel), listening.listening_curves(sel)
@@ -877,6 +965,16 @@ def figure_caption(
             f"and on final performance (right: mean of each run's last {last_k} evaluations), in "
             f"units of {label}. Error bars: {ci} per arm (hollow points: fewer). The claim "
             f"expects the gain to shrink as H grows. Dashed: no gain."
+        )
+    if kind == "penalty":
+        return (
+            "Beyond the paper: the penalty study (PredatorPrey 7x7, H = "
+            f"{DEFAULT_HIDDEN}, the lone-predator penalty at the paper's -0.75, ma-gym's -0.5, "
+            "-0.25 and 0). Left: COMM's gain, IQM(COMM) - IQM(no COMM) of the normalised AUC, "
+            "for PS and NPS. Right: the fraction of agent-steps whose greedy action changes when "
+            "the incoming messages are swapped for another episode's, at each run's final "
+            f"evaluation; dashed: {listening.LISTEN_RATE:.0%}, above which the report says the "
+            f"agents listen. Error bars: {ci} (hollow points: fewer)."
         )
     if kind == "listening":
         return (

@@ -169,6 +169,7 @@ register_env(
 )
 # The penalty study (beyond the paper): the paper's PredatorPrey with the lone-predator penalty
 # at the paper's -0.75, ma-gym's default -0.5, -0.25 and 0; one family, the penalty its axis.
+PENALTY_FAMILY = "predator_prey_penalty"
 for _penalty in (-0.75, -0.5, -0.25, 0.0):
     register_env(
         _predator_prey(
@@ -178,7 +179,7 @@ for _penalty in (-0.75, -0.5, -0.25, 0.0):
             4,
             2,
             penalty=_penalty,
-            family="predator_prey_penalty",
+            family=PENALTY_FAMILY,
             mem_mb=2000,
             steps_per_second=250,
         )
