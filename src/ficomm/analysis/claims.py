@@ -2,6 +2,37 @@
 results, on the learning curves as well as on final performance, with effect sizes,
 stratified-bootstrap CIs and verdicts.
 
+The rules are `VERDICT_RULES` below (also the report's Method section).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+import ficomm
+from ficomm.analysis import listening, stats
+from ficomm.analysis.aggregate import (
+    DEFAULT_HIDDEN,
+    DEFAULT_LAST_K,
+    HIDDEN_SIZES,
+    AnalysisInputError,
+    configuration_order,
+    env_title,
+    main_grid,
+    primary_metric,
+)
+from ficomm.envs import ENV_NAMES, PENALTY_FAMILY, env_spec
+
+# How claims are tested and decided: runtime data (the report prints it), so a constant, not
+# the module docstring (which `python -OO` strips).
+VERDICT_RULES = """\
 Every claim is operationalised as one or more contrasts between configurations (arms: method
 and hidden size in one env and backend). Each contrast is computed on three per-run statistics
 of the env's metric (PredatorPrey team return, 3s_vs_5z test win rate):
@@ -66,31 +97,6 @@ every run, whereas steps to a threshold are censored for every run that never es
 Final performance stays beside it (it is what the paper's abstract states), as do the basin
 counts per configuration and runs left out of the verdicts.
 """
-
-from __future__ import annotations
-
-import json
-import math
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-import yaml
-
-import ficomm
-from ficomm.analysis import listening, stats
-from ficomm.analysis.aggregate import (
-    DEFAULT_HIDDEN,
-    DEFAULT_LAST_K,
-    HIDDEN_SIZES,
-    AnalysisInputError,
-    configuration_order,
-    env_title,
-    main_grid,
-    primary_metric,
-)
-from ficomm.envs import ENV_NAMES, PENALTY_FAMILY, env_spec
 
 DEFAULT_MIN_SEEDS = 3
 PAPER_ENVS = ("predator_prey", "3s_vs_5z")
@@ -1011,7 +1017,7 @@ def replication_report(
             ),
             "deciding_statistic": DECIDING_STATISTIC,
             "min_seeds": max(min_seeds, stats.MIN_SEEDS),
-            "verdict_rules": __doc__.split("\n\n", 1)[1].strip(),
+            "verdict_rules": VERDICT_RULES.strip(),
         },
         "data": _data_summary(df, main_grid(df)),
         "configurations": configuration_summary(per_run),
