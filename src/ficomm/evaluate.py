@@ -4,6 +4,8 @@ By default it replays the run's final evaluation exactly (its episodes, env seed
 so the numbers equal the last row of metrics.csv; --episodes and --seed evaluate others.
 Message interventions and signalling (ficomm.listening) run for comm runs unless
 --interventions off; --gif writes an animation of one greedy PredatorPrey episode.
+`ficomm evaluate --authors FILE` evaluates one of the authors' released PS+IQL PredatorPrey
+policies instead (ficomm.authors).
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate a run's final policy (RUN_DIR/policy.pt) greedily; by default "
         "its final evaluation, reproduced exactly.",
     )
-    p.add_argument("run_dir", type=Path, help="a run directory that finished (holds policy.pt)")
+    p.add_argument(
+        "run_dir", type=Path, nargs="?", help="a run directory that finished (holds policy.pt)"
+    )
+    p.add_argument(
+        "--authors",
+        type=Path,
+        help="instead of a run: one of the authors' released PS+IQL PredatorPrey state dicts "
+        "(default --episodes 200, --seed 0)",
+    )
     p.add_argument("--episodes", type=int, help="greedy episodes (default: the run's)")
     p.add_argument("--seed", type=int, help="env seed (default: the final evaluation's)")
     p.add_argument(
@@ -64,7 +74,34 @@ def _kernel(wanted: str) -> str:
     return "torch"
 
 
+AUTHORS_EPISODES = 200  # the number their released policies were measured with (docs)
+
+
+def run_authors(args: argparse.Namespace) -> dict:
+    """Greedy episodes of an authors' policy on ficomm's PredatorPrey (the paper's rules)."""
+    from ficomm import authors
+
+    nets = authors.load(args.authors)
+    episodes = args.episodes or AUTHORS_EPISODES
+    seed = 0 if args.seed is None else args.seed
+    env = make_vector_env("predator_prey", "native", episodes, seed=seed)
+    row, _ = greedy_evaluation(
+        env, Policy(nets), nets, episodes, seed, has_win=False, listen=False, sight=None
+    )
+    return {
+        "authors": str(args.authors),
+        "hidden": nets.hidden,
+        "episodes": episodes,
+        "seed": seed,
+        **row,
+    }
+
+
 def run(args: argparse.Namespace) -> dict:
+    if (args.run_dir is None) == (args.authors is None):
+        raise ValueError("give a run directory or --authors FILE (one of them)")
+    if args.authors is not None:
+        return run_authors(args)
     cfg = policy_file.run_config(args.run_dir)
     episodes = args.episodes
     env = None

@@ -1074,22 +1074,25 @@ def _evaluate_claim(
         deciding = [a for a in arms if a["primary"]]
         verdicts = [a["verdict"] for a in deciding]
         verdict = "untested" if "untested" in verdicts else listening.combine(verdicts)
+        summary = " ".join(a["sentence"] for a in deciding)
         out.update(
             listening=arms,
             verdict=verdict,
             deciding_statistic="listening",
             seeds_to_decide=None,
             decides_toward=None,
-            can_become_supported=verdict != "contradicted" and can,
-            summary=" ".join(a["sentence"] for a in deciding),
-        )
-        if verdict == "untested":
-            out["outlook"] = (
-                "Untested on the messages: no "
+            can_become_supported=verdict != "contradicted",
+            summary=summary,
+            outlook={
+                "untested": "Untested on the messages: no "
                 + ", ".join(f"{a['method']} H{a['hidden']}" for a in deciding)
-                + " run recorded interventions (runs from before them must be rerun). "
-                + outlook
-            )
+                + " run recorded interventions (runs from before them must be rerun).",
+                "supported": f"Supported by the listening test. {summary}",
+                "contradicted": f"Contradicted by the listening test. {summary}",
+            }.get(
+                verdict, f"Not decided by the listening test; more seeds may decide it. {summary}"
+            ),
+        )
     return out
 
 
@@ -1267,16 +1270,17 @@ def render_markdown(report: dict) -> str:
     values = report.get("reference_values") or []
     lines += ["", "## Reference values (config/reference.yaml)", ""]
     if not values:
-        lines.append("The paper's per-configuration values are unknown; none are compared.")
+        lines.append("No per-configuration reference values are known; none are compared.")
     else:
         lines += [
-            "| env | backend | method | H | metric | paper | ficomm mean (n) | 95% CI | paper inside CI |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| env | backend | method | H | metric | reference | source | ficomm mean (n) | "
+            "95% CI | reference inside CI |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for v in values:
             lines.append(
                 f"| {v['env']} | {v['backend']} | {v['method']} | {v['hidden']} | {v['metric']} | "
-                f"{v['reference']} | {_fmt(v['mean'])} ({v['n_seeds']}) | "
+                f"{v['reference']} | {v.get('source', '')} | {_fmt(v['mean'])} ({v['n_seeds']}) | "
                 f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}] | {_fmt(v['reference_inside_ci'])} |"
             )
     for c in report["claims"]:
@@ -1454,13 +1458,17 @@ def _compare_values(entries: list, final: pd.DataFrame, n_boot: int, seed: int) 
             lo, hi = stats.bootstrap_ci(x, n_boot=n_boot, seed=seed) if x.size else (None, None)
             value = e.get("value", "unknown")
             known = isinstance(value, int | float) and not isinstance(value, bool)
-            inside = bool(lo <= value <= hi) if known and x.size >= stats.MIN_SEEDS else None
+            tol = stats.COMPARISON_TOL  # a reference of -4 is at an interval ending at -4 - 2e-15
+            inside = (
+                bool(lo - tol <= value <= hi + tol) if known and x.size >= stats.MIN_SEEDS else None
+            )
             out.append(
                 {
                     **{k: e.get(k) for k in ("env", "method", "hidden")},
                     "metric": metric,
                     "backend": backend,
                     "reference": value,
+                    "source": e.get("source", ""),
                     "n_seeds": int(x.size),
                     "mean": float(x.mean()) if x.size else None,
                     "ci_low": lo,
