@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ficomm import policy_file
-from ficomm.envs import env_spec, make_env, make_vector_env
+from ficomm.envs import env_spec, make_env, make_eval_env, make_vector_env
 from ficomm.envs.base import ConfigError
 from ficomm.listening import NoMessages, check_messages, greedy_evaluation
 from ficomm.rollout import Policy
@@ -49,13 +49,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gif-episode", type=int, default=0, help="which episode to animate")
     p.add_argument("--json", action="store_true", help="print the columns as JSON")
     return p
-
-
-def _eval_env(cfg, episodes: int):
-    try:
-        return make_vector_env(cfg.env, cfg.backend, episodes, seed=cfg.seed + 1, **cfg.env_args)
-    except ConfigError:  # no vectorised form (real SC2): one episode at a time
-        return make_env(cfg.env, cfg.backend, seed=cfg.seed + 1, **cfg.env_args)
 
 
 def _kernel(wanted: str) -> str:
@@ -119,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
             check_messages(nets)
         episodes = episodes or int(meta["eval_episodes"])
         seed = meta["eval_seed"] if args.seed is None else args.seed
-        env = _eval_env(cfg, episodes)
+        env = make_eval_env(cfg.env, cfg.backend, episodes, seed=cfg.seed + 1, **cfg.env_args)
         spec = env_spec(cfg.env)
         row, res = greedy_evaluation(
             env,

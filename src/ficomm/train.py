@@ -39,12 +39,10 @@ try:  # importing torch takes seconds: Ctrl-C then gets one line, not a tracebac
     from ficomm import checkpoint, policy_file
     from ficomm.buffer import Episode, EpisodeBuffer
     from ficomm.config import PACK_KEYS, Config, config_to_yaml, load_pack, with_added_defaults
-    from ficomm.envs import env_spec, make_env, make_pack_env, make_vector_env
+    from ficomm.envs import env_spec, make_env, make_eval_env, make_pack_env
     from ficomm.envs.base import ConfigError, SingleEnvs
     from ficomm.learner import Learner, StackedLearner
     from ficomm.listening import greedy_evaluation
-    from ficomm.methods import layout_for
-    from ficomm.nets import AgentNets
     from ficomm.rollout import EpsilonSchedule, Policy, StackedPolicy, collect_episodes
     from ficomm.run_lock import RunDirBusy, RunLock
     from ficomm.tracking import (
@@ -197,23 +195,11 @@ class Run:
         self.eval_env = None
         try:
             info = self.info = self.env.info
-            try:
-                self.eval_env = make_vector_env(
-                    cfg.env, cfg.backend, cfg.eval_episodes, seed=cfg.seed + 1, **cfg.env_args
-                )
-            except ConfigError:  # no vectorised form (real SC2): evaluate episode by episode
-                self.eval_env = make_env(cfg.env, cfg.backend, seed=cfg.seed + 1, **cfg.env_args)
-            self.layout = layout_for(cfg.share, cfg.comm, cfg.own_message, cfg.channel)
-            nets = AgentNets(
-                self.layout,
-                info.n_agents,
-                info.obs_size,
-                info.n_actions,
-                cfg.hidden,
-                cfg.msg_hidden,
-                cfg.msg_dim,
-                kernel=self.kernel,
-            ).to(self.device)
+            self.eval_env = make_eval_env(
+                cfg.env, cfg.backend, cfg.eval_episodes, seed=cfg.seed + 1, **cfg.env_args
+            )
+            nets = policy_file.build_nets(cfg, info, self.kernel).to(self.device)
+            self.layout = nets.layout
             self.learner = Learner(
                 nets,
                 lr=cfg.lr,

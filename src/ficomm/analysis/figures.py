@@ -300,22 +300,9 @@ def plot_penalty(data: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
         for series, rows in data[data["panel"] == panel].groupby("series", sort=False):
             rows = rows.sort_values("penalty")
             x, y = rows["penalty"].to_numpy(float), rows["iqm"].to_numpy(float)
-            err = np.vstack([y - rows["ci_low"], rows["ci_high"] - y])
-            has = ~np.isnan(err).any(axis=0)
-            c = colors.get(series, "grey")
             label = f"{series}: {' - '.join(COMM_PAIRS[series])}" if panel == "gain" else series
-            ax.errorbar(
-                x[has],
-                y[has],
-                yerr=err[:, has],
-                color=c,
-                marker="o",
-                capsize=4,
-                linewidth=0,
-                elinewidth=1.4,
-            )
-            ax.plot(x, y, color=c, linewidth=1.6, label=label)
-            ax.scatter(x[~has], y[~has], facecolors="white", edgecolors=c, zorder=3)
+            c = colors.get(series, "grey")
+            _ci_line(ax, x, y, rows["ci_low"], rows["ci_high"], c, label=label)
         ax.set_xticks(sorted(set(data["penalty"])))
         ax.set_xlabel("penalty for a prey met by a lone predator (the paper: -0.75)")
         ax.grid(alpha=0.3)
@@ -528,6 +515,27 @@ def plot_curves(
     return fig
 
 
+def _ci_line(ax, x, y, ci_low, ci_high, color, label: str | None = None):
+    """A line through (x, y) with 95% CI error bars where both bounds exist and hollow points
+    where they do not (too few seeds); returns the error-bar artist (the legend's handle)."""
+    err = np.vstack([y - np.asarray(ci_low, float), np.asarray(ci_high, float) - y])
+    has = ~np.isnan(err).any(axis=0)
+    bars = ax.errorbar(
+        x[has],
+        y[has],
+        yerr=err[:, has],
+        color=color,
+        marker="o",
+        capsize=4,
+        linewidth=0,
+        elinewidth=1.4,
+        label=label,
+    )
+    ax.plot(x, y, color=color, linewidth=1.6, gid="gain")
+    ax.scatter(x[~has], y[~has], facecolors="white", edgecolors=color, zorder=3)
+    return bars
+
+
 def plot_comm_gain(
     data: pd.DataFrame, *, title: str, ylabel: str, titles: dict[str, str]
 ) -> Figure:
@@ -550,26 +558,12 @@ def plot_comm_gain(
             rows = rows.sort_values("hidden")
             color = METHOD_COLORS[COMM_PAIRS[share][0]]
             x = rows["hidden"].to_numpy(dtype=float) * 2 ** ((i - 0.5) * 0.04)  # dodge the bars
-            y = rows["gain"].to_numpy(dtype=float)
-            err = np.vstack([y - rows["ci_low"], rows["ci_high"] - y])
-            has_ci = ~np.isnan(err).any(axis=0)
             n = int(min(rows["n_comm"].min(), rows["n_plain"].min()))
             label = (
                 f"{share}: {COMM_PAIRS[share][0]} - {COMM_PAIRS[share][1]} (>= {n} seeds per arm)"
             )
-            line = ax.errorbar(
-                x[has_ci],
-                y[has_ci],
-                yerr=err[:, has_ci],
-                color=color,
-                marker="o",
-                capsize=4,
-                linewidth=0,
-                elinewidth=1.4,
-                label=label,
-            )
-            ax.plot(x, y, color=color, linewidth=1.6, gid="gain")
-            ax.scatter(x[~has_ci], y[~has_ci], facecolors="white", edgecolors=color, zorder=3)
+            y = rows["gain"].to_numpy(dtype=float)
+            line = _ci_line(ax, x, y, rows["ci_low"], rows["ci_high"], color, label=label)
             handles.setdefault(share, line)
         ax.axhline(0.0, color=REFERENCE_COLOR, linestyle="--", linewidth=1.1, gid="level")
         ax.set_xscale("log", base=2)

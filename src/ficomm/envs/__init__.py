@@ -269,6 +269,17 @@ def make_vector_env(
     return factory(num_envs=num_envs, seed=seed, **env_params(env, **params))
 
 
+def make_eval_env(
+    env: str, backend: str, episodes: int, seed: int | None = None, **params: Any
+) -> VectorEnv | MultiAgentEnv:
+    """The evaluation environment: all `episodes` at once where the backend has a vectorised
+    form, else one episode at a time (real StarCraft II)."""
+    try:
+        return make_vector_env(env, backend, episodes, seed=seed, **params)
+    except ConfigError:
+        return make_env(env, backend, seed=seed, **params)
+
+
 def make_pack_env(env: str, backend: str, seeds: list[int], **params: Any) -> VectorEnv:
     """The training episodes of a pack of len(seeds) runs, stepped together: the backend's
     vectorised form, else one single env per run (`SingleEnvs`, built with the runs' seeds).
