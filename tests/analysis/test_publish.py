@@ -227,3 +227,31 @@ def test_disabled_mode_logs_nothing(small_results, tmp_path, monkeypatch):
     assert not list(tmp_path.glob("wandb/offline-run-*"))
     every_claim = report["claims"] + report["beyond_paper"]
     assert rec["logged"]["verdicts"] == {str(c["id"]): c["verdict"] for c in every_claim}
+
+
+def test_online_publish_without_a_key_is_one_line(small_results, tmp_path):
+    """No API key (and no reachable W&B server): one line saying what and what to do, exit 2,
+    and no record written."""
+    import os
+    import subprocess
+    import sys
+
+    root, df, _ = small_results
+    table = tmp_path / "all_runs.csv"
+    df.to_csv(table, index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), WANDB_BASE_URL="http://127.0.0.1:9", WANDB_INIT_TIMEOUT="20")
+    out = tmp_path / "wandb_publish.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "ficomm.analysis.cli", "publish", "--runs", str(table)]
+        + ["--figures-dir", str(root / "pf"), "--report", str(root / "pf" / "replication.json")]
+        + ["--wandb-mode", "online", "--wandb-dir", str(tmp_path / "w"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "W&B could not start the online publish run" in lines[0], lines
+    assert "wandb login" in lines[0] and not out.exists()

@@ -89,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ficomm.analysis.publish import PublishError
+
     try:
         _run(args)
-    except (AnalysisInputError, FileNotFoundError) as e:
+    except (AnalysisInputError, FileNotFoundError, PublishError) as e:
         print(f"ficomm analysis {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

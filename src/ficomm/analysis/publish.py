@@ -48,6 +48,10 @@ TABLE_COLUMNS = (
 _REFERENCE_CONFIG = ("budget", "eval_interval", "msg_hidden", "msg_dim", "own_message")
 
 
+class PublishError(RuntimeError):
+    """W&B could not start the publish run; the message says why and what to do."""
+
+
 def resolve_mode(mode: str | None) -> str:
     """WANDB_MODE (environment) wins, then `mode`, then offline; as for training runs."""
     chosen = os.environ.get("WANDB_MODE") or mode or "offline"
@@ -171,16 +175,29 @@ def publish(
     # working directory) writes the run, and it would resolve a relative dir against its own.
     wandb_dir = Path(wandb_dir).resolve()
     wandb_dir.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(
-        project=project,
-        entity=entity,
-        name=name,
-        job_type="replication",
-        dir=str(wandb_dir),
-        mode=mode,
-        config={"definitions": report.get("definitions", {}), "data": report.get("data", {})},
-        settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-    )
+    try:
+        run = wandb.init(
+            project=project,
+            entity=entity,
+            name=name,
+            job_type="replication",
+            dir=str(wandb_dir),
+            mode=mode,
+            config={"definitions": report.get("definitions", {}), "data": report.get("data", {})},
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
+    except Exception as exc:  # no API key, no network, bad entity: wandb's own types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = (
+            "log in with `wandb login` or set WANDB_API_KEY, or publish with --wandb-mode "
+            "offline and upload later with `wandb sync`"
+            if mode == "online"
+            else "use --wandb-mode disabled to publish without W&B"
+        )
+        raise PublishError(
+            f"W&B could not start the {mode} publish run ({type(exc).__name__}: {first}); "
+            f"{hint}; nothing was published"
+        ) from None
     report_url = None
     try:
         project_url = run.get_project_url() if mode == "online" else None
