@@ -151,7 +151,7 @@ def test_offline_publish_is_read_back(small_results, tmp_path, monkeypatch):
     assert len(full) == len(all_runs) and set(df.columns) <= set(full.columns)
     claims = read_logged_table(files[0], logged["claims"])
     assert claims["verdict"].tolist() == [c["verdict"] for c in every_claim]
-    assert claims["beyond_paper"].tolist() == [False] * 5 + [True] * 2
+    assert claims["beyond_paper"].tolist() == [False] * 5 + [True] * 3
     final = read_logged_table(files[0], logged["final_performance"])
     ref_row = final[(final["source"] == "reference") & (final["method"] == "NPS+IQL+COMM")]
     # Final performance = mean of the last 10 of the 12 evaluations, i = 2..11.
