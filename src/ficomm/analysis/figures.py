@@ -714,6 +714,7 @@ def plot_listening(runs: pd.DataFrame, curves: pd.DataFrame, *, title: str, ylab
     )
     labels = [f"{m} H{h}" for m, h in zip(configs["method"], configs["hidden"], strict=True)]
     for ax in (ret, change):
+        ax.set_xlim(-0.6, len(labels) - 0.4)  # one slot per configuration, however few
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     at_h = curves[curves["hidden"] == DEFAULT_HIDDEN]
