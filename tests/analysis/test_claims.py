@@ -201,7 +201,15 @@ def test_report_files_and_reference(tmp_path):
     assert "none of the primary contrasts" in text["reference_comparison"]
     assert "none of the primary" in render_markdown({**report, "claims": [text]})
     # Per-configuration reference values are set beside our mean and CI.
-    assert report["reference_values"] == [] and "values are unknown" in md
+    # config/reference.yaml: the authors' released PS+IQL policies at each H (-4.0)
+    refs = report["reference_values"]
+    assert [(r["method"], r["hidden"], r["reference"]) for r in refs] == [
+        ("PS+IQL", h, -4.0) for h in (32, 64, 128)
+    ]
+    assert all("authors' released" in r["source"] for r in refs) and "released" in md
+    assert "No per-configuration reference values" in render_markdown(
+        replication_report(df, {}, n_boot=200)
+    )
     # NPS+IQL+COMM H64, its final performance
     mean = report["claims"][0]["contrasts"][1]["statistics"]["final"]["arms"]["A"]["mean"]
     entry = {"env": "predator_prey", "method": "NPS+IQL+COMM", "hidden": 64}
