@@ -100,8 +100,13 @@ def test_four_methods_train_on_smax(tmp_path):
         assert info["q_input_width"] == width
         assert info["n_params"] == spec_params(width, 101, 10, comm)  # per owner
         assert info["n_owners"] == (1 if share == "ps" else 3)
-        assert len(rows) == 2 and int(rows[0]["env_steps"]) == 0
+        assert len(rows) == 3 and int(rows[0]["env_steps"]) == 0
         assert 1000 <= int(rows[1]["env_steps"]) < budget  # the evaluation after 1000 steps
+        assert int(rows[2]["env_steps"]) >= budget  # the final policy's, at the budget
+        assert (out / "policy.pt").is_file()
+        if comm:  # SMAX runs with messages test them too (auto: the final evaluation)
+            assert rows[2]["intervene_swap_action_change"] != ""
+            assert rows[2]["signal_sight_mi"] == ""  # SMAX names no sight columns
         for r in rows:
             assert 0.0 <= float(r["eval_win_rate"]) <= 1.0  # SMAX reports wins
             assert 0.0 <= float(r["eval_return_mean"]) <= 2.0 + 1e-5  # SMAX's reward scale
