@@ -26,9 +26,15 @@ def _common(p: argparse.ArgumentParser, *, out_dir: bool = True) -> None:
         help="final performance = mean of each run's last K evaluations (default: %(default)s)",
     )
     p.add_argument(
-        "--n-boot", type=int, default=N_BOOT, help="bootstrap resamples (default: %(default)s)"
+        "--n-boot",
+        type=int,
+        default=N_BOOT,
+        help="Monte-Carlo bootstrap resamples, used only where the exact bootstrap has too many "
+        "combinations to enumerate (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of that Monte-Carlo bootstrap (default: 0)"
+    )
 
 
 def _claims_opts(p: argparse.ArgumentParser) -> None:
