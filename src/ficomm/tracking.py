@@ -43,6 +43,19 @@ class TrackingError(RuntimeError):
     """W&B could not start the run."""
 
 
+def wandb_start_failure(exc: BaseException, mode: str, what: str, switch: str) -> str:
+    """One line for a W&B run that would not start: wandb's own first line, and what to do
+    (`switch` names the setting, e.g. "train with wandb_mode={}")."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    hint = (
+        f"log in with `wandb login` or set WANDB_API_KEY, or {switch.format('offline')} and "
+        "upload later with `wandb sync`"
+        if mode == "online"
+        else f"{switch.format('disabled')} to go without W&B"
+    )
+    return f"W&B could not start the {mode} {what} ({type(exc).__name__}: {first}); {hint}"
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and a rename; a failed write (full disk) removes the
     temporary file and leaves the previous content."""
@@ -133,15 +146,8 @@ class WandbTracker:
                 settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
             )
         except Exception as exc:  # no API key, no network, bad entity: wandb's own types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            hint = (
-                "log in with `wandb login` or set WANDB_API_KEY, or train with "
-                "wandb_mode=offline and upload later with `wandb sync`"
-                if mode == "online"
-                else "use wandb_mode=disabled to train without W&B"
-            )
             raise TrackingError(
-                f"W&B could not start the {mode} run ({type(exc).__name__}: {first}); {hint}"
+                wandb_start_failure(exc, mode, "run", "train with wandb_mode={}")
             ) from None
 
     def log(self, row: dict[str, Any]) -> None:

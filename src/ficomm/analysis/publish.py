@@ -32,6 +32,7 @@ from ficomm.analysis.wandb_report import (
     report_definition,
     save_report,
 )
+from ficomm.tracking import wandb_start_failure
 from ficomm.wandb_files import wait_until_complete
 
 MODES = ("offline", "online", "disabled")
@@ -187,17 +188,8 @@ def publish(
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
         )
     except Exception as exc:  # no API key, no network, bad entity: wandb's own types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        hint = (
-            "log in with `wandb login` or set WANDB_API_KEY, or publish with --wandb-mode "
-            "offline and upload later with `wandb sync`"
-            if mode == "online"
-            else "use --wandb-mode disabled to publish without W&B"
-        )
-        raise PublishError(
-            f"W&B could not start the {mode} publish run ({type(exc).__name__}: {first}); "
-            f"{hint}; nothing was published"
-        ) from None
+        line = wandb_start_failure(exc, mode, "publish run", "publish with --wandb-mode {}")
+        raise PublishError(f"{line}; nothing was published") from None
     report_url = None
     try:
         project_url = run.get_project_url() if mode == "online" else None
