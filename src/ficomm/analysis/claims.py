@@ -448,7 +448,7 @@ def beyond_paper_claims() -> list[Claim]:
             8,
             "Beyond the paper: communication pays fully independent agents once prey no longer "
             "punish a lone predator: at penalty 0, NPS+IQL+COMM's agents act on their messages "
-            "and it pays (at the paper's -0.75 every NPS run settles into prey avoidance).",
+            "and it pays (at the paper's -0.75 nearly every NPS run settles into prey avoidance).",
             f"PredatorPrey 7x7, H {DEFAULT_HIDDEN}, lone-predator penalty {penalty_list} (one "
             "registry entry each): primary, the listening test of NPS+IQL+COMM at the mildest "
             "penalty; beside it, at every penalty, the listening test (PS+IQL+COMM as the "
